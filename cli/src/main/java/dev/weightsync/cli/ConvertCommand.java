@@ -1,0 +1,72 @@
+package dev.weightsync.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.weightsync.core.checkpoint.CheckpointConverter;
+import dev.weightsync.core.checkpoint.CheckpointWriter;
+import dev.weightsync.core.quant.CpuQuantizer;
+import dev.weightsync.core.quant.Format;
+import dev.weightsync.core.quant.QuantScheme;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code weightsync convert}: a BF16 checkpoint folder to FP8 or INT4, offline. */
+@Command(name = "convert", mixinStandardHelpOptions = true,
+    description = "Quantize a BF16 Hugging Face checkpoint folder into FP8 or INT4 (QUANTIZATION.md).")
+final class ConvertCommand implements Callable<Integer> {
+
+  @Option(names = "--input-dir", required = true, description = "The BF16 checkpoint folder.")
+  Path inputDir;
+
+  @Option(names = "--output-dir", required = true, description = "Where to write the quantized folder.")
+  Path outputDir;
+
+  @Option(names = "--format", converter = FormatConverter.class,
+      description = "fp8-block, fp8-block-ue8m0, int4-group or bf16 (optional with --quantization-config).")
+  Format format;
+
+  @Option(names = "--group-size", description = "INT4 group size, a multiple of 8 (default 128).")
+  Integer groupSize;
+
+  @Option(names = "--quantization-config", paramLabel = "FILE",
+      description = "The served model's config.json: its quantization_config decides format and rules.")
+  Path quantizationConfig;
+
+  @Option(names = "--threads", description = "Quantization threads (default: all cores).")
+  Integer threads;
+
+  @Option(names = "--max-shard-size", defaultValue = "5GiB", converter = ByteSizeConverter.class,
+      description = "Largest output shard (default ${DEFAULT-VALUE}).")
+  long maxShardBytes = CheckpointWriter.DEFAULT_MAX_SHARD_BYTES;
+
+  @Option(names = "--force", description = "Replace a non-empty output folder (only once the new one is complete).")
+  boolean force;
+
+  @Override
+  public Integer call() throws Exception {
+    QuantScheme scheme = QuantScheme.resolve(format, groupSize,
+        quantizationConfig == null ? null : new ObjectMapper().readTree(quantizationConfig.toFile()));
+    int n = threads != null ? threads : Runtime.getRuntime().availableProcessors();
+    PrintStream err = System.err;
+    ProgressLine progress = new ProgressLine(err);
+    long start = System.nanoTime();
+    CheckpointConverter.Result r;
+    try (CpuQuantizer q = new CpuQuantizer(n)) {
+      r = new CheckpointConverter(q, scheme, maxShardBytes)
+          .convert(inputDir, outputDir, force, progress::tensorDone);
+    }
+    double seconds = (System.nanoTime() - start) / 1e9;
+    for (String name : r.indivisible()) {
+      err.println("warning: " + name + " stays unquantized: its row length is not a multiple of"
+          + " the group size " + scheme.groupSize() + " (added to the config's ignore list)");
+    }
+    err.printf("converted %d tensors (%d quantized) from %s to %s as %s: %s in, %s out,"
+            + " %.2f s (%.2f GB/s), %d thread(s); max abs error %.3g, rel RMS error %.3g%n",
+        r.tensorsIn(), r.quantized(), inputDir, outputDir, scheme.format(),
+        ByteSizeConverter.format(r.bytesIn()), ByteSizeConverter.format(r.bytesOut()), seconds,
+        r.bytesIn() / seconds / 1e9, n, r.error().maxAbs(), r.error().relRms());
+    return 0;
+  }
+}

@@ -1,0 +1,38 @@
+package dev.weightsync.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** {@code weightsync}: the sidecar and its tools. */
+@Command(
+    name = "weightsync",
+    mixinStandardHelpOptions = true,
+    versionProvider = Version.class,
+    description = "Requantize BF16 weights into FP8/INT4 and load them into an inference engine.",
+    subcommands = {ConvertCommand.class, BenchCommand.class})
+public final class WeightsyncCommand implements Runnable {
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Override
+  public void run() {
+    spec.commandLine().usage(System.err);
+  }
+
+  public static void main(String[] args) {
+    System.exit(newCommandLine().execute(args));
+  }
+
+  /** The command line with the error handling every subcommand shares. */
+  static CommandLine newCommandLine() {
+    CommandLine cl = new CommandLine(new WeightsyncCommand());
+    cl.setExecutionExceptionHandler((ex, line, parseResult) -> {
+      line.getErr().println("error: " + ex.getMessage());
+      if (System.getenv("WEIGHTSYNC_DEBUG") != null) {
+        ex.printStackTrace(line.getErr());
+      }
+      return 1;
+    });
+    return cl;
+  }
+}

@@ -1,0 +1,120 @@
+package dev.weightsync.core.checkpoint;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.weightsync.core.quant.QuantError;
+import dev.weightsync.core.quant.QuantScheme;
+import dev.weightsync.core.quant.QuantizationConfigs;
+import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.quant.TensorSelector;
+import dev.weightsync.core.tensor.TensorSpec;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Converts a BF16 checkpoint folder into a quantized one (the offline {@code convert} job). The
+ * output is written under a temporary name beside the destination and moved into place only when
+ * complete, so a failure never leaves a partial checkpoint.
+ */
+public final class CheckpointConverter {
+
+  /** Told after each tensor; called on the converting thread. */
+  public interface Progress {
+    void tensorDone(String name, int done, int total, long bytesDone, long bytesTotal);
+  }
+
+  /** What a conversion did. */
+  public record Result(int tensorsIn, int tensorsOut, long bytesIn, long bytesOut,
+      int quantized, QuantError error, List<String> indivisible) {}
+
+  private final Quantizer quantizer;
+  private final QuantScheme scheme;
+  private final long maxShardBytes;
+
+  public CheckpointConverter(Quantizer quantizer, QuantScheme scheme, long maxShardBytes) {
+    this.quantizer = quantizer;
+    this.scheme = scheme;
+    this.maxShardBytes = maxShardBytes;
+  }
+
+  /**
+   * Converts {@code inputDir} into {@code outputDir}. An existing non-empty output folder is
+   * refused unless {@code replace} is set; even then it is replaced only once the new checkpoint is
+   * complete.
+   */
+  public Result convert(Path inputDir, Path outputDir, boolean replace, Progress progress)
+      throws IOException {
+    if (Files.exists(outputDir) && !Files.isDirectory(outputDir)) {
+      throw new IOException(outputDir + ": exists and is not a folder");
+    }
+    if (Files.isDirectory(outputDir) && !replace) {
+      try (var s = Files.list(outputDir)) {
+        if (s.findAny().isPresent()) {
+          throw new IOException(outputDir + ": output folder is not empty (--force replaces it)");
+        }
+      }
+    }
+    Path parent = outputDir.toAbsolutePath().getParent();
+    Files.createDirectories(parent);
+    Path temp = Files.createTempDirectory(parent, "." + outputDir.getFileName() + ".partial-");
+    try (CheckpointFolder in = CheckpointFolder.open(inputDir)) {
+      Result r = write(in, temp, progress);
+      deleteTree(outputDir);
+      Files.move(temp, outputDir, StandardCopyOption.ATOMIC_MOVE);
+      return r;
+    } catch (IOException | RuntimeException e) {
+      deleteTree(temp);
+      throw e;
+    }
+  }
+
+  private Result write(CheckpointFolder in, Path dir, Progress progress) throws IOException {
+    TensorSelector selector = new TensorSelector(scheme);
+    List<TensorPlan> plans = new ArrayList<>();
+    List<TensorSpec> outputs = new ArrayList<>();
+    long bytesIn = 0;
+    for (TensorSpec t : in.tensors()) {
+      TensorPlan p = selector.plan(t);
+      plans.add(p);
+      outputs.addAll(p.outputs());
+      bytesIn += t.byteLength();
+    }
+    QuantError error = QuantError.NONE;
+    int quantized = 0;
+    long done = 0;
+    try (CheckpointWriter out = new CheckpointWriter(dir, outputs, maxShardBytes)) {
+      for (int i = 0; i < plans.size(); i++) {
+        TensorPlan p = plans.get(i);
+        error = error.plus(quantizer.quantize(p, in.source(p.input().name()), out));
+        if (!(p instanceof TensorPlan.PassThrough)) {
+          quantized++;
+        }
+        done += p.input().byteLength();
+        if (progress != null) {
+          progress.tensorDone(p.input().name(), i + 1, plans.size(), done, bytesIn);
+        }
+      }
+      ObjectNode config = QuantizationConfigs.outputConfig(in.config(), scheme, plans);
+      out.finish(config, true);
+      out.copyOtherFiles(in);
+      return new Result(plans.size(), outputs.size(), bytesIn, out.totalSize(), quantized, error,
+          QuantizationConfigs.indivisible(plans));
+    }
+  }
+
+  /** Deletes a folder and everything under it; quiet when it is already gone. */
+  public static void deleteTree(Path root) throws IOException {
+    if (!Files.exists(root)) {
+      return;
+    }
+    try (var s = Files.walk(root)) {
+      for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        Files.deleteIfExists(p);
+      }
+    }
+  }
+}

@@ -1,0 +1,60 @@
+package dev.weightsync.core.quant;
+
+import dev.weightsync.core.tensor.DType;
+import java.nio.ByteBuffer;
+
+/** Finds NaN and infinity in floating-point tensors that are passed through unquantized. */
+public final class NonFiniteScan {
+  private NonFiniteScan() {}
+
+  /**
+   * Throws when {@code window} (little-endian elements of {@code dtype}, the first being element
+   * {@code firstElement} of the tensor) holds a non-finite value. Integer dtypes always pass.
+   */
+  public static void check(String tensor, DType dtype, ByteBuffer window, long firstElement) {
+    ByteBuffer b = window.duplicate().order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    int n = b.remaining() / dtype.byteSize();
+    switch (dtype) {
+      case BF16 -> {
+        for (int i = 0; i < n; i++) {
+          short v = b.getShort(b.position() + 2 * i);
+          if ((v & 0x7F80) == 0x7F80) {
+            throw new NonFiniteWeightException(tensor, firstElement + i, Bf16.toFloat(v));
+          }
+        }
+      }
+      case F16 -> {
+        for (int i = 0; i < n; i++) {
+          short v = b.getShort(b.position() + 2 * i);
+          if ((v & 0x7C00) == 0x7C00) {
+            throw new NonFiniteWeightException(tensor, firstElement + i, Bf16.halfToFloat(v));
+          }
+        }
+      }
+      case F32 -> {
+        for (int i = 0; i < n; i++) {
+          float v = b.getFloat(b.position() + 4 * i);
+          if (!Float.isFinite(v)) {
+            throw new NonFiniteWeightException(tensor, firstElement + i, v);
+          }
+        }
+      }
+      case F64 -> {
+        for (int i = 0; i < n; i++) {
+          double v = b.getDouble(b.position() + 8 * i);
+          if (!Double.isFinite(v)) {
+            throw new NonFiniteWeightException(tensor, firstElement + i, (float) v);
+          }
+        }
+      }
+      case F8_E4M3 -> {
+        for (int i = 0; i < n; i++) {
+          if ((b.get(b.position() + i) & 0x7F) == 0x7F) {
+            throw new NonFiniteWeightException(tensor, firstElement + i, Float.NaN);
+          }
+        }
+      }
+      default -> { }
+    }
+  }
+}

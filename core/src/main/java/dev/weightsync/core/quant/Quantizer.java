@@ -1,0 +1,29 @@
+package dev.weightsync.core.quant;
+
+import dev.weightsync.core.tensor.TensorSink;
+import dev.weightsync.core.tensor.TensorSource;
+import java.io.IOException;
+
+/**
+ * Turns one input tensor into its output tensors per its {@link TensorPlan}. Implementations (CPU,
+ * CUDA) are interchangeable and produce identical bytes; the CPU one is the oracle.
+ *
+ * <p>Thread-safe: several tensors may be quantized at once.
+ */
+public interface Quantizer extends AutoCloseable {
+
+  /** Where the arithmetic runs, e.g. {@code cpu} or {@code cuda:0}. */
+  String device();
+
+  /**
+   * Writes every output tensor of {@code plan} into {@code sink} and returns the error statistics
+   * of the quantized elements ({@link QuantError#NONE} for a pass-through).
+   *
+   * @throws NonFiniteWeightException when the input holds a NaN or infinity; in that case some
+   *     output may already have been written to the sink, which the caller then discards
+   */
+  QuantError quantize(TensorPlan plan, TensorSource source, TensorSink sink) throws IOException;
+
+  @Override
+  void close();
+}
