@@ -9,7 +9,8 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     versionProvider = Version.class,
     description = "Requantize BF16 weights into FP8/INT4 and load them into an inference engine.",
-    subcommands = {ConvertCommand.class, BenchCommand.class})
+    subcommands = {ServeCommand.class, PushCommand.class, StatusCommand.class,
+        ConvertCommand.class, DemoCommand.class, EngineCommand.class, BenchCommand.class})
 public final class WeightsyncCommand implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
@@ -20,6 +21,11 @@ public final class WeightsyncCommand implements Runnable {
   }
 
   public static void main(String[] args) {
+    // One line per log record: time, level, logger, message (structured enough to grep and parse).
+    if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+      System.setProperty("java.util.logging.SimpleFormatter.format",
+          "%1$tFT%1$tT.%1$tL %4$s %3$s: %5$s%6$s%n");
+    }
     System.exit(newCommandLine().execute(args));
   }
 

@@ -1,12 +1,12 @@
 package dev.weightsync.core.safetensors;
 
+import dev.weightsync.core.tensor.FileRegionSource;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
 import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -103,26 +103,10 @@ public final class SafetensorsFile implements Closeable {
     return entry(name).spec();
   }
 
-  /**
-   * A source over one tensor's bytes. A tensor under 2 GiB is mapped once and windows are slices of
-   * that mapping; a larger one maps each window as it is asked for.
-   */
+  /** A source over one tensor's bytes, memory-mapped. */
   public TensorSource source(String name) throws IOException {
     SafetensorsEntry e = entry(name);
-    long start = dataStart + e.begin();
-    long length = e.end() - e.begin();
-    if (length <= Integer.MAX_VALUE) {
-      MappedByteBuffer whole = channel.map(FileChannel.MapMode.READ_ONLY, start, length);
-      return TensorSource.of(whole);
-    }
-    return (offset, len) -> {
-      if (offset < 0 || len < 0 || offset + len > length) {
-        throw new IndexOutOfBoundsException(
-            "window [" + offset + ", " + (offset + len) + ") outside tensor " + name);
-      }
-      return channel.map(FileChannel.MapMode.READ_ONLY, start + offset, len)
-          .order(ByteOrder.LITTLE_ENDIAN);
-    };
+    return FileRegionSource.of(channel, dataStart + e.begin(), e.end() - e.begin(), name);
   }
 
   @Override

@@ -1,0 +1,31 @@
+package dev.weightsync.cli;
+
+import dev.weightsync.proto.v1.EngineResult;
+import dev.weightsync.proto.v1.UpdateWeightsResponse;
+import java.util.Locale;
+
+/** Human-readable renderings of responses. */
+final class Reports {
+  private Reports() {}
+
+  static String response(UpdateWeightsResponse r) {
+    StringBuilder b = new StringBuilder();
+    var t = r.getTimings();
+    b.append(String.format(Locale.ROOT,
+        "version %s: %d tensors in (%s), %d out (%s), staged at %s%n", r.getWeightVersion(),
+        r.getTensorsIn(), ByteSizeConverter.format(r.getBytesIn()), r.getTensorsOut(),
+        ByteSizeConverter.format(r.getBytesOut()), r.getStagedPath()));
+    b.append(String.format(Locale.ROOT,
+        "timings: receive %.3f s (quantize %.3f s within it), stage %.3f s, engine %.3f s, total %.3f s%n",
+        t.getReceiveSeconds(), t.getQuantizeSeconds(), t.getStageSeconds(), t.getEngineSeconds(),
+        t.getTotalSeconds()));
+    b.append(String.format(Locale.ROOT, "quantization error: max abs %.4g, rel RMS %.4g%n",
+        r.getQuantizationError().getMaxAbs(), r.getQuantizationError().getRelRms()));
+    for (EngineResult e : r.getEnginesList()) {
+      b.append(String.format(Locale.ROOT, "engine %s: %s, serving '%s' (%.3f s)%s%n",
+          e.getEngine(), e.getOutcome(), e.getLoadedVersion(), e.getSeconds(),
+          e.getMessage().isEmpty() ? "" : ": " + e.getMessage()));
+    }
+    return b.toString();
+  }
+}

@@ -1,0 +1,114 @@
+package dev.weightsync.cli;
+
+import dev.weightsync.server.Sidecar;
+import dev.weightsync.server.config.ConfigLoader;
+import dev.weightsync.server.config.SidecarConfig;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code weightsync serve}: the sidecar. */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+    description = "Run the sidecar: receive BF16 weights over gRPC, requantize, stage, load into the engines."
+        + " Flags override WEIGHTSYNC_* environment variables, which override --config.")
+final class ServeCommand implements Callable<Integer> {
+
+  @Option(names = "--config", description = "YAML or JSON config file (keys as the flags, e.g. staging-dir).")
+  Path config;
+
+  @Option(names = "--port", description = "gRPC port (default 50051).")
+  Integer port;
+
+  @Option(names = "--metrics-port", description = "HTTP port for /healthz (default 9464; -1 disables).")
+  Integer metricsPort;
+
+  @Option(names = "--format", description = "fp8-block (default), fp8-block-ue8m0, int4-group or bf16.")
+  String format;
+
+  @Option(names = "--group-size", description = "INT4 group size (default 128).")
+  Integer groupSize;
+
+  @Option(names = "--quantization-config", paramLabel = "FILE",
+      description = "The served model's config.json: its quantization_config decides format and rules.")
+  Path quantizationConfig;
+
+  @Option(names = "--staging-dir", description = "Where versions are staged for the engine (default /dev/shm/weightsync).")
+  Path stagingDir;
+
+  @Option(names = "--sglang-url", description = "An SGLang engine's base URL (repeatable).")
+  List<String> sglangUrls;
+
+  @Option(names = "--sglang-admin-key", description = "SGLang --admin-api-key (prefer --sglang-admin-key-file).")
+  String sglangAdminKey;
+
+  @Option(names = "--sglang-admin-key-file", description = "File holding the SGLang admin API key.")
+  Path sglangAdminKeyFile;
+
+  @Option(names = "--part-timeout", description = "Time for all parts of a version to arrive (default 300s).")
+  String partTimeout;
+
+  @Option(names = "--keep-versions", description = "Staged versions kept (default 2).")
+  Integer keepVersions;
+
+  @Option(names = "--threads", description = "Quantization threads (default: all cores).")
+  Integer threads;
+
+  @Option(names = "--pause-mode", description = "pause_generation mode: abort (default), retract, in_place.")
+  String pauseMode;
+
+  @Option(names = "--resume-after-failed-load", arity = "0..1",
+      description = "Resume an engine whose load failed even when retried (default: leave it paused).")
+  Boolean resumeAfterFailedLoad;
+
+  @Option(names = "--engine-timeout", description = "Timeout of each engine HTTP call (default 600s).")
+  String engineTimeout;
+
+  @Option(names = "--engine-retries", description = "Retries of failed engine calls (default 2).")
+  Integer engineRetries;
+
+  @Option(names = "--max-open-tensors", description = "Incomplete tensors allowed at once per stream (default 4).")
+  Integer maxOpenTensors;
+
+  /** The flags that were given, by config key. */
+  Map<String, Object> flags() {
+    Map<String, Object> m = new LinkedHashMap<>();
+    put(m, "port", port);
+    put(m, "metrics-port", metricsPort);
+    put(m, "format", format);
+    put(m, "group-size", groupSize);
+    put(m, "quantization-config", quantizationConfig == null ? null : quantizationConfig.toString());
+    put(m, "staging-dir", stagingDir == null ? null : stagingDir.toString());
+    put(m, "sglang-url", sglangUrls);
+    put(m, "sglang-admin-key", sglangAdminKey);
+    put(m, "sglang-admin-key-file", sglangAdminKeyFile == null ? null : sglangAdminKeyFile.toString());
+    put(m, "part-timeout", partTimeout);
+    put(m, "keep-versions", keepVersions);
+    put(m, "threads", threads);
+    put(m, "pause-mode", pauseMode);
+    put(m, "resume-after-failed-load", resumeAfterFailedLoad);
+    put(m, "engine-timeout", engineTimeout);
+    put(m, "engine-retries", engineRetries);
+    put(m, "max-open-tensors", maxOpenTensors);
+    return m;
+  }
+
+  private static void put(Map<String, Object> m, String key, Object value) {
+    if (value != null) {
+      m.put(key, value);
+    }
+  }
+
+  @Override
+  public Integer call() throws Exception {
+    SidecarConfig cfg = ConfigLoader.load(config, System.getenv(), flags());
+    Sidecar sidecar = new Sidecar(cfg).start();
+    Runtime.getRuntime().addShutdownHook(new Thread(sidecar::close, "weightsync-shutdown"));
+    System.err.println("weightsync: serving on port " + sidecar.port() + " with " + cfg);
+    sidecar.awaitTermination();
+    return 0;
+  }
+}

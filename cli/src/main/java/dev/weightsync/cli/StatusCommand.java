@@ -1,0 +1,40 @@
+package dev.weightsync.cli;
+
+import dev.weightsync.client.WeightSyncClient;
+import dev.weightsync.proto.v1.EngineStatus;
+import dev.weightsync.proto.v1.GetStatusResponse;
+import dev.weightsync.proto.v1.VersionProgress;
+import io.grpc.StatusRuntimeException;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code weightsync status}: what a sidecar is doing. */
+@Command(name = "status", mixinStandardHelpOptions = true, description = "Show a sidecar's state.")
+final class StatusCommand implements Callable<Integer> {
+
+  @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
+  String target;
+
+  @Override
+  public Integer call() {
+    try (WeightSyncClient client = WeightSyncClient.connect(target)) {
+      GetStatusResponse s = client.status();
+      System.out.printf("role %s, format %s, device %s, up %.0f s, last loaded version '%s'%n",
+          s.getRole(), s.getFormat(), s.getDevice(), s.getUptimeSeconds(), s.getLastVersion());
+      for (VersionProgress p : s.getInProgressList()) {
+        System.out.printf("in progress: version %s, %d part(s), committed %s, receiving %s%n",
+            p.getWeightVersion(), p.getPartCount(), p.getPartsCommittedList(),
+            p.getPartsReceivingList());
+      }
+      for (EngineStatus e : s.getEnginesList()) {
+        System.out.printf("engine %s: %s, version '%s'%s%n", e.getEngine(), e.getState(),
+            e.getLoadedVersion(), e.getLastError().isEmpty() ? "" : ", last error: " + e.getLastError());
+      }
+      return 0;
+    } catch (StatusRuntimeException e) {
+      System.err.println("error: " + e.getStatus().getCode() + ": " + e.getStatus().getDescription());
+      return 1;
+    }
+  }
+}

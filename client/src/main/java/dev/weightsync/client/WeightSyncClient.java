@@ -1,0 +1,241 @@
+package dev.weightsync.client;
+
+import com.google.protobuf.ByteString;
+import dev.weightsync.core.checkpoint.CheckpointFolder;
+import dev.weightsync.core.tensor.TensorSpec;
+import dev.weightsync.proto.v1.Commit;
+import dev.weightsync.proto.v1.GetStatusRequest;
+import dev.weightsync.proto.v1.GetStatusResponse;
+import dev.weightsync.proto.v1.Header;
+import dev.weightsync.proto.v1.TensorChunk;
+import dev.weightsync.proto.v1.UpdateWeightsRequest;
+import dev.weightsync.proto.v1.UpdateWeightsResponse;
+import dev.weightsync.proto.v1.WeightSyncGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.zip.CRC32C;
+
+/**
+ * Streams weight versions to a weightsync sidecar. One {@link #push} sends one part of one
+ * version and returns when the whole version has been loaded (or has failed). Sending waits
+ * whenever the transport is not ready (client-side flow control), and a part that fails with
+ * UNAVAILABLE is retried as a whole.
+ *
+ * <p>Thread-safe: parts may be pushed from several threads at once.
+ */
+public final class WeightSyncClient implements AutoCloseable {
+
+  public static final int DEFAULT_CHUNK_BYTES = 4 << 20;
+
+  private final ManagedChannel channel;
+  private final boolean ownsChannel;
+  private final int chunkBytes;
+  private final int attempts;
+
+  public WeightSyncClient(ManagedChannel channel, int chunkBytes, int attempts) {
+    this(channel, false, chunkBytes, attempts);
+  }
+
+  private WeightSyncClient(ManagedChannel channel, boolean owns, int chunkBytes, int attempts) {
+    if (chunkBytes < 1 || chunkBytes > DEFAULT_CHUNK_BYTES) {
+      throw new IllegalArgumentException("chunk size must be 1.." + DEFAULT_CHUNK_BYTES);
+    }
+    this.channel = channel;
+    this.ownsChannel = owns;
+    this.chunkBytes = chunkBytes;
+    this.attempts = attempts;
+  }
+
+  /** A client over a plaintext channel to {@code target} (HOST:PORT). */
+  public static WeightSyncClient connect(String target) {
+    ManagedChannel ch = NettyChannelBuilder.forTarget(target).usePlaintext()
+        .maxInboundMessageSize(8 << 20).build();
+    return new WeightSyncClient(ch, true, DEFAULT_CHUNK_BYTES, 3);
+  }
+
+  public GetStatusResponse status() {
+    return WeightSyncGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
+        .getStatus(GetStatusRequest.getDefaultInstance());
+  }
+
+  /** Pushes every tensor of a checkpoint folder as one part. */
+  public UpdateWeightsResponse pushFolder(Path dir, String version, int part, int parts)
+      throws IOException {
+    try (CheckpointFolder folder = CheckpointFolder.open(dir)) {
+      List<Tensor> tensors = new ArrayList<>();
+      for (TensorSpec t : folder.tensors()) {
+        tensors.add(new Tensor(t, folder.source(t.name())));
+      }
+      return push(version, part, parts, tensors);
+    }
+  }
+
+  /**
+   * Sends {@code tensors} as part {@code part} of {@code parts} of {@code version}.
+   *
+   * @throws StatusRuntimeException with the sidecar's status when the version fails
+   */
+  public UpdateWeightsResponse push(String version, int part, int parts, List<Tensor> tensors)
+      throws IOException {
+    StatusRuntimeException last = null;
+    for (int attempt = 0; attempt < attempts; attempt++) {
+      try {
+        return pushOnce(version, part, parts, tensors);
+      } catch (StatusRuntimeException e) {
+        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
+          throw e;
+        }
+        last = e;
+        sleep(200L << attempt);
+      }
+    }
+    throw last;
+  }
+
+  private UpdateWeightsResponse pushOnce(String version, int part, int parts,
+      List<Tensor> tensors) throws IOException {
+    CompletableFuture<UpdateWeightsResponse> result = new CompletableFuture<>();
+    Object ready = new Object();
+    @SuppressWarnings("unchecked")
+    ClientCallStreamObserver<UpdateWeightsRequest>[] stream = new ClientCallStreamObserver[1];
+    ClientResponseObserver<UpdateWeightsRequest, UpdateWeightsResponse> observer =
+        new ClientResponseObserver<>() {
+          private UpdateWeightsResponse response;
+
+          @Override
+          public void beforeStart(ClientCallStreamObserver<UpdateWeightsRequest> s) {
+            stream[0] = s;
+            s.setOnReadyHandler(() -> {
+              synchronized (ready) {
+                ready.notifyAll();
+              }
+            });
+          }
+
+          @Override
+          public void onNext(UpdateWeightsResponse value) {
+            response = value;
+          }
+
+          @Override
+          public void onError(Throwable t) {
+            result.completeExceptionally(t);
+            synchronized (ready) {
+              ready.notifyAll();
+            }
+          }
+
+          @Override
+          public void onCompleted() {
+            result.complete(response);
+          }
+        };
+    WeightSyncGrpc.newStub(channel).updateWeights(observer);
+    ClientCallStreamObserver<UpdateWeightsRequest> s = stream[0];
+    try {
+      send(s, ready, result, UpdateWeightsRequest.newBuilder().setHeader(Header.newBuilder()
+          .setWeightVersion(version).setPartIndex(part).setPartCount(parts)).build());
+      long total = 0;
+      CRC32C crc = new CRC32C();
+      for (Tensor t : tensors) {
+        TensorSpec spec = t.spec();
+        long length = spec.byteLength();
+        total += length;
+        for (long off = 0; off == 0 || off < length; off += chunkBytes) {
+          int n = (int) Math.min(chunkBytes, length - off);
+          ByteBuffer window = t.source().window(off, n);
+          crc.reset();
+          crc.update(window.duplicate());
+          TensorChunk.Builder c = TensorChunk.newBuilder().setName(spec.name())
+              .setDtype(spec.dtype().name()).setOffset(off).setData(ByteString.copyFrom(window))
+              .setCrc32C((int) crc.getValue());
+          for (long d : spec.shape()) {
+            c.addShape(d);
+          }
+          if (!send(s, ready, result, UpdateWeightsRequest.newBuilder().setChunk(c).build())) {
+            return await(result);
+          }
+          if (length == 0) {
+            break;
+          }
+        }
+      }
+      send(s, ready, result, UpdateWeightsRequest.newBuilder().setCommit(Commit.newBuilder()
+          .setTensorCount(tensors.size()).setTotalBytes(total)).build());
+      if (!result.isDone()) {
+        s.onCompleted();
+      }
+    } catch (IOException | RuntimeException e) {
+      s.cancel("client failed: " + e.getMessage(), e);
+      throw e;
+    }
+    return await(result);
+  }
+
+  /** Sends when the transport is ready; false when the call already ended (e.g. refused). */
+  private static boolean send(ClientCallStreamObserver<UpdateWeightsRequest> s, Object ready,
+      CompletableFuture<?> result, UpdateWeightsRequest req) {
+    synchronized (ready) {
+      while (!s.isReady() && !result.isDone()) {
+        try {
+          ready.wait(100);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          s.cancel("interrupted", e);
+          throw new StatusRuntimeException(Status.CANCELLED.withDescription("interrupted"));
+        }
+      }
+    }
+    if (result.isDone()) {
+      return false;
+    }
+    s.onNext(req);
+    return true;
+  }
+
+  private static UpdateWeightsResponse await(CompletableFuture<UpdateWeightsResponse> result) {
+    try {
+      return result.get();
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof StatusRuntimeException s) {
+        throw s;
+      }
+      throw Status.fromThrowable(e.getCause()).asRuntimeException();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
+    }
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  @Override
+  public void close() {
+    if (ownsChannel) {
+      channel.shutdown();
+      try {
+        channel.awaitTermination(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+}

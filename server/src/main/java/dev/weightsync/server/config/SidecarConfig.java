@@ -1,0 +1,105 @@
+package dev.weightsync.server.config;
+
+import com.fasterxml.jackson.annotation.JsonProperty;
+import dev.weightsync.core.quant.Format;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * The sidecar's configuration: one immutable, validated object. Loaded by {@link ConfigLoader}
+ * from defaults, a YAML/JSON file, {@code WEIGHTSYNC_*} environment variables and flags, in that
+ * order; keys are the flag names without dashes' prefix (e.g. {@code staging-dir}).
+ */
+public record SidecarConfig(
+    /** gRPC port. */
+    @JsonProperty("port") int port,
+    /** HTTP port for /healthz (and metrics); 0 picks a free port, -1 disables. */
+    @JsonProperty("metrics-port") int metricsPort,
+    /** Output format: fp8-block, fp8-block-ue8m0, int4-group or bf16. */
+    @JsonProperty("format") String format,
+    /** INT4 group size (int4-group only); null means 128 or the quantization config's. */
+    @JsonProperty("group-size") Integer groupSize,
+    /** The served model's config.json; its quantization_config decides format and rules. */
+    @JsonProperty("quantization-config") Path quantizationConfig,
+    /** Where versions are staged for the engine (the node's /dev/shm or a shared volume). */
+    @JsonProperty("staging-dir") Path stagingDir,
+    /** SGLang base URLs, one per engine. */
+    @JsonProperty("sglang-url") List<String> sglangUrls,
+    /** SGLang --admin-api-key; never logged. */
+    @JsonProperty("sglang-admin-key") String sglangAdminKey,
+    /** File holding the admin key (wins over sglang-admin-key). */
+    @JsonProperty("sglang-admin-key-file") Path sglangAdminKeyFile,
+    /** How long all parts of a version may take to arrive, from its first header. */
+    @JsonProperty("part-timeout") Duration partTimeout,
+    /** Staged versions kept on disk (the newest K). */
+    @JsonProperty("keep-versions") int keepVersions,
+    /** Quantization threads; 0 means all cores. */
+    @JsonProperty("threads") int threads,
+    /** pause_generation mode: abort, retract or in_place. */
+    @JsonProperty("pause-mode") String pauseMode,
+    /** After a load that failed even when retried: resume the engine anyway (default: stay paused). */
+    @JsonProperty("resume-after-failed-load") boolean resumeAfterFailedLoad,
+    /** Timeout of each engine HTTP call. */
+    @JsonProperty("engine-timeout") Duration engineTimeout,
+    /** Retries of a failed engine call (load, flush) before giving up. */
+    @JsonProperty("engine-retries") int engineRetries,
+    /** Tensors being received at once per stream before flow control holds the sender back. */
+    @JsonProperty("max-open-tensors") int maxOpenTensors) {
+
+  public SidecarConfig {
+    Objects.requireNonNull(stagingDir, "staging-dir is required");
+    Objects.requireNonNull(partTimeout, "part-timeout");
+    Objects.requireNonNull(engineTimeout, "engine-timeout");
+    sglangUrls = sglangUrls == null ? List.of() : List.copyOf(sglangUrls);
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException("port must be 0..65535, got " + port);
+    }
+    if (keepVersions < 1) {
+      throw new IllegalArgumentException("keep-versions must be at least 1, got " + keepVersions);
+    }
+    if (threads < 0) {
+      throw new IllegalArgumentException("threads must be >= 0, got " + threads);
+    }
+    if (engineRetries < 0) {
+      throw new IllegalArgumentException("engine-retries must be >= 0, got " + engineRetries);
+    }
+    if (maxOpenTensors < 1) {
+      throw new IllegalArgumentException("max-open-tensors must be at least 1");
+    }
+    if (!List.of("abort", "retract", "in_place").contains(pauseMode)) {
+      throw new IllegalArgumentException("pause-mode must be abort, retract or in_place, got " + pauseMode);
+    }
+    if (format != null) {
+      Format.parse(format);
+    }
+    for (String url : sglangUrls) {
+      if (!url.startsWith("http://") && !url.startsWith("https://")) {
+        throw new IllegalArgumentException("sglang-url must start with http:// or https://: " + url);
+      }
+    }
+  }
+
+  /** The output format (null when the quantization config alone decides). */
+  public Format outputFormat() {
+    return format == null ? null : Format.parse(format);
+  }
+
+  public int effectiveThreads() {
+    return threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
+  }
+
+  @Override
+  public String toString() {
+    // The admin key never reaches a log line.
+    return "SidecarConfig[port=" + port + ", metrics-port=" + metricsPort + ", format=" + format
+        + ", group-size=" + groupSize + ", quantization-config=" + quantizationConfig
+        + ", staging-dir=" + stagingDir + ", sglang-url=" + sglangUrls
+        + ", sglang-admin-key=" + (sglangAdminKey == null && sglangAdminKeyFile == null ? "none" : "(set)")
+        + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
+        + ", threads=" + threads + ", pause-mode=" + pauseMode
+        + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
+        + ", engine-retries=" + engineRetries + ", max-open-tensors=" + maxOpenTensors + "]";
+  }
+}

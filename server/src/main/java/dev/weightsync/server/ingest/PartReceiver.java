@@ -1,0 +1,329 @@
+package dev.weightsync.server.ingest;
+
+import dev.weightsync.core.quant.NonFiniteWeightException;
+import dev.weightsync.core.quant.QuantError;
+import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.quant.TensorSelector;
+import dev.weightsync.core.tensor.DType;
+import dev.weightsync.core.tensor.FileRegionSource;
+import dev.weightsync.core.tensor.TensorSpec;
+import dev.weightsync.proto.v1.Commit;
+import dev.weightsync.proto.v1.Header;
+import dev.weightsync.proto.v1.TensorChunk;
+import dev.weightsync.server.pipeline.PartResult;
+import dev.weightsync.server.pipeline.VersionCoordinator;
+import dev.weightsync.server.stage.ShardSpool;
+import io.grpc.Status;
+import io.grpc.StatusException;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+import java.util.zip.CRC32C;
+
+/**
+ * Receives one part of one version from one stream: validates every message, assembles tensors in
+ * a spool file beside the staged shard (so neither heap nor direct memory grows with the model),
+ * quantizes each tensor as soon as all its bytes are there, and writes the result straight into
+ * the part's shard.
+ *
+ * <p>Not thread-safe: the service calls it from one sequential executor per stream.
+ */
+final class PartReceiver {
+
+  static final int MAX_CHUNK_BYTES = 4 << 20;
+  static final int MAX_NAME_LENGTH = 1024;
+  private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9._-]{1,128}");
+
+  /** A tensor whose bytes are arriving. */
+  private static final class Incoming {
+    final TensorSpec spec;
+    final long spoolStart;
+    /** Received byte ranges, begin to end, never overlapping. */
+    final TreeMap<Long, Long> ranges = new TreeMap<>();
+    long received;
+    boolean done;
+
+    Incoming(TensorSpec spec, long spoolStart) {
+      this.spec = spec;
+      this.spoolStart = spoolStart;
+    }
+  }
+
+  private final VersionCoordinator coordinator;
+  private final Quantizer quantizer;
+  private final TensorSelector selector;
+  private final int maxOpenTensors;
+  private final Map<String, Incoming> tensors = new LinkedHashMap<>();
+  private final Set<String> claimed = new HashSet<>();
+  private final List<TensorPlan> plans = new ArrayList<>();
+  private VersionCoordinator.Part part;
+  private FileChannel spool;
+  private Path spoolPath;
+  private ShardSpool shard;
+  private long spoolLength;
+  private int open;
+  private long bytesIn;
+  private QuantError error = QuantError.NONE;
+  private double quantizeSeconds;
+
+  PartReceiver(VersionCoordinator coordinator, Quantizer quantizer, TensorSelector selector,
+      int maxOpenTensors) {
+    this.coordinator = coordinator;
+    this.quantizer = quantizer;
+    this.selector = selector;
+    this.maxOpenTensors = maxOpenTensors;
+  }
+
+  boolean hasHeader() {
+    return part != null;
+  }
+
+  String describe() {
+    return part == null ? "(no header yet)" : "version " + part.version() + " part " + part.index();
+  }
+
+  void header(Header h, dev.weightsync.proto.v1.Format serverFormat) throws StatusException {
+    if (part != null) {
+      throw invalid("a second header arrived on the stream of " + describe());
+    }
+    if (!VERSION.matcher(h.getWeightVersion()).matches()) {
+      throw invalid("weight_version '" + h.getWeightVersion()
+          + "' must be 1-128 characters of A-Z a-z 0-9 . _ -");
+    }
+    int count = h.getPartCount() == 0 ? 1 : h.getPartCount();
+    if (h.getPartIndex() >= count) {
+      throw invalid("part_index " + h.getPartIndex() + " is not below part_count " + count);
+    }
+    if (h.getFormat() != dev.weightsync.proto.v1.Format.FORMAT_UNSPECIFIED
+        && h.getFormat() != serverFormat) {
+      throw Status.FAILED_PRECONDITION.withDescription("the header asks for " + h.getFormat()
+          + " but this sidecar serves " + serverFormat + " (configured with --format)").asException();
+    }
+    if (h.getPayload() != dev.weightsync.proto.v1.Payload.PAYLOAD_SOURCE) {
+      throw Status.FAILED_PRECONDITION.withDescription("this sidecar quantizes source weights"
+          + " itself; it does not accept already-quantized payloads").asException();
+    }
+    part = coordinator.open(h.getWeightVersion(), (int) h.getPartIndex(), count);
+    try {
+      String base = String.format("model-%05d-of-%05d", part.index() + 1, count);
+      spoolPath = part.directory().resolve("." + base + ".incoming");
+      spool = FileChannel.open(spoolPath, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
+          StandardOpenOption.WRITE);
+      shard = new ShardSpool(part.directory().resolve(base + ".safetensors"));
+    } catch (IOException e) {
+      throw Status.INTERNAL.withDescription("cannot create staging files: " + e.getMessage())
+          .asException();
+    }
+  }
+
+  void chunk(TensorChunk c) throws StatusException {
+    requireHeader("a tensor chunk");
+    checkNotAborted();
+    Incoming t = tensor(c);
+    int length = c.getData().size();
+    if (length > MAX_CHUNK_BYTES) {
+      throw invalid("tensor " + t.spec.name() + ": chunk of " + length + " bytes exceeds the "
+          + MAX_CHUNK_BYTES + "-byte limit");
+    }
+    long offset = c.getOffset();
+    if (offset < 0 || offset + length > t.spec.byteLength() || offset + length < offset) {
+      throw invalid("tensor " + t.spec.name() + ": chunk [" + offset + ", " + (offset + length)
+          + ") lies outside its " + t.spec.byteLength() + " bytes");
+    }
+    if (t.done) {
+      throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
+          + " arrived after the tensor was complete");
+    }
+    CRC32C crc = new CRC32C();
+    crc.update(c.getData().asReadOnlyByteBuffer());
+    if ((int) crc.getValue() != c.getCrc32C()) {
+      throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
+          + " fails its CRC32C check (corrupted in transit)");
+    }
+    if (length == 0 && t.spec.byteLength() != 0) {
+      return;
+    }
+    Map.Entry<Long, Long> before = t.ranges.floorEntry(offset);
+    Map.Entry<Long, Long> after = t.ranges.ceilingEntry(offset);
+    if ((before != null && before.getValue() > offset)
+        || (after != null && after.getKey() < offset + length)) {
+      throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
+          + " overlaps bytes already received");
+    }
+    try {
+      ByteBuffer data = c.getData().asReadOnlyByteBuffer();
+      long position = t.spoolStart + offset;
+      while (data.hasRemaining()) {
+        position += spool.write(data, position);
+      }
+    } catch (IOException e) {
+      throw Status.INTERNAL.withDescription("cannot spool tensor " + t.spec.name() + ": "
+          + e.getMessage()).asException();
+    }
+    t.ranges.put(offset, offset + length);
+    t.received += length;
+    if (t.received == t.spec.byteLength()) {
+      complete(t);
+    }
+  }
+
+  private Incoming tensor(TensorChunk c) throws StatusException {
+    String name = c.getName();
+    Incoming t = tensors.get(name);
+    DType dtype;
+    try {
+      dtype = DType.parse(c.getDtype());
+    } catch (IllegalArgumentException e) {
+      throw invalid("tensor " + name + ": " + e.getMessage());
+    }
+    long[] shape = c.getShapeList().stream().mapToLong(Long::longValue).toArray();
+    if (t != null) {
+      if (t.spec.dtype() != dtype || !Arrays.equals(t.spec.shape(), shape)) {
+        throw invalid("tensor " + name + ": chunk says " + dtype + Arrays.toString(shape)
+            + " but earlier chunks said " + t.spec.dtype() + Arrays.toString(t.spec.shape()));
+      }
+      return t;
+    }
+    if (name.isEmpty() || name.length() > MAX_NAME_LENGTH) {
+      throw invalid("tensor names must be 1-" + MAX_NAME_LENGTH + " characters");
+    }
+    TensorSpec spec;
+    try {
+      spec = new TensorSpec(name, dtype, shape);
+    } catch (IllegalArgumentException e) {
+      throw invalid(e.getMessage());
+    }
+    if (!part.claimTensor(name)) {
+      throw invalid("tensor " + name + " was already sent in another part of version "
+          + part.version());
+    }
+    claimed.add(name);
+    if (open >= maxOpenTensors) {
+      throw Status.RESOURCE_EXHAUSTED.withDescription("tensor " + name + " starts while "
+          + open + " tensors are incomplete (max-open-tensors=" + maxOpenTensors
+          + "): send tensors one after another").asException();
+    }
+    open++;
+    t = new Incoming(spec, spoolLength);
+    spoolLength += spec.byteLength();
+    tensors.put(name, t);
+    bytesIn += spec.byteLength();
+    if (spec.byteLength() == 0) {
+      complete(t);
+    }
+    return t;
+  }
+
+  private void complete(Incoming t) throws StatusException {
+    t.done = true;
+    open--;
+    TensorPlan plan = selector.plan(t.spec);
+    shard.allocate(plan.outputs());
+    plans.add(plan);
+    long start = System.nanoTime();
+    try {
+      error = error.plus(quantizer.quantize(plan,
+          FileRegionSource.of(spool, t.spoolStart, t.spec.byteLength(), t.spec.name()), shard));
+    } catch (NonFiniteWeightException e) {
+      throw invalid(e.getMessage());
+    } catch (IOException | RuntimeException e) {
+      throw Status.INTERNAL.withDescription("quantizing " + t.spec.name() + " failed: "
+          + e.getMessage()).withCause(e).asException();
+    }
+    quantizeSeconds += (System.nanoTime() - start) / 1e9;
+  }
+
+  /** Validates the commit and closes the part's files; returns what the part contributes. */
+  PartResult commit(Commit c) throws StatusException {
+    requireHeader("the commit");
+    checkNotAborted();
+    for (Incoming t : tensors.values()) {
+      if (!t.done) {
+        throw invalid("tensor " + t.spec.name() + " is incomplete at commit: "
+            + t.received + " of " + t.spec.byteLength() + " bytes arrived, first gap at byte "
+            + firstGap(t));
+      }
+    }
+    if (c.getTensorCount() != tensors.size()) {
+      throw invalid("commit counts " + c.getTensorCount() + " tensors but " + tensors.size()
+          + " arrived");
+    }
+    if (c.getTotalBytes() != bytesIn) {
+      throw invalid("commit counts " + c.getTotalBytes() + " bytes but " + bytesIn + " arrived");
+    }
+    try {
+      shard.finish();
+      spool.close();
+      Files.deleteIfExists(spoolPath);
+    } catch (IOException e) {
+      throw Status.INTERNAL.withDescription("cannot finish the staged shard: " + e.getMessage())
+          .asException();
+    }
+    return new PartResult(part.index(), shard, List.copyOf(plans), bytesIn, shard.dataLength(),
+        error, quantizeSeconds);
+  }
+
+  VersionCoordinator.Part part() {
+    return part;
+  }
+
+  /** Drops everything this part wrote and frees its slot for a retry. */
+  void discard() {
+    try {
+      if (spool != null) {
+        spool.close();
+        Files.deleteIfExists(spoolPath);
+      }
+      if (shard != null) {
+        shard.close();
+        Files.deleteIfExists(shard.path());
+      }
+    } catch (IOException e) {
+      // the version's folder is deleted as a whole if the version aborts
+    }
+    if (part != null) {
+      part.fail(claimed);
+    }
+  }
+
+  private static long firstGap(Incoming t) {
+    long expected = 0;
+    for (Map.Entry<Long, Long> r : t.ranges.entrySet()) {
+      if (r.getKey() > expected) {
+        return expected;
+      }
+      expected = r.getValue();
+    }
+    return expected;
+  }
+
+  private void requireHeader(String what) throws StatusException {
+    if (part == null) {
+      throw invalid(what + " arrived before the header");
+    }
+  }
+
+  private void checkNotAborted() throws StatusException {
+    Status s = part.abortedWith();
+    if (s != null) {
+      throw s.asException();
+    }
+  }
+
+  private static StatusException invalid(String message) {
+    return Status.INVALID_ARGUMENT.withDescription(message).asException();
+  }
+}

@@ -1,0 +1,217 @@
+package dev.weightsync.server.ingest;
+
+import com.google.common.util.concurrent.MoreExecutors;
+import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.core.quant.TensorSelector;
+import dev.weightsync.proto.v1.EngineResult;
+import dev.weightsync.proto.v1.EngineStatus;
+import dev.weightsync.proto.v1.Format;
+import dev.weightsync.proto.v1.GetStatusRequest;
+import dev.weightsync.proto.v1.GetStatusResponse;
+import dev.weightsync.proto.v1.PhaseTimings;
+import dev.weightsync.proto.v1.QuantizationError;
+import dev.weightsync.proto.v1.UpdateWeightsRequest;
+import dev.weightsync.proto.v1.UpdateWeightsResponse;
+import dev.weightsync.proto.v1.VersionProgress;
+import dev.weightsync.proto.v1.WeightSyncGrpc;
+import dev.weightsync.server.engine.EngineAdapter;
+import dev.weightsync.server.engine.EngineState;
+import dev.weightsync.server.pipeline.PartResult;
+import dev.weightsync.server.pipeline.VersionCoordinator;
+import dev.weightsync.server.pipeline.VersionListener;
+import dev.weightsync.server.pipeline.VersionOutcome;
+import io.grpc.Status;
+import io.grpc.StatusException;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.logging.Logger;
+
+/**
+ * The {@code WeightSync} gRPC service. Each UpdateWeights stream is handled on a sequential
+ * executor of its own (never on a gRPC callback thread), and asks for its next message only when
+ * the previous one has been spooled (and, for a complete tensor, quantized): manual flow control,
+ * so a fast trainer can never make the sidecar buffer a model.
+ */
+public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
+
+  private static final Logger LOG = Logger.getLogger(WeightSyncService.class.getName());
+
+  private final VersionCoordinator coordinator;
+  private final Quantizer quantizer;
+  private final TensorSelector selector;
+  private final Format format;
+  private final int maxOpenTensors;
+  private final ExecutorService workers;
+  private final long startNanos = System.nanoTime();
+  private final String role;
+  private final String deviceNote;
+
+  public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
+      TensorSelector selector, Format format, int maxOpenTensors, ExecutorService workers,
+      String role, String deviceNote) {
+    this.coordinator = coordinator;
+    this.quantizer = quantizer;
+    this.selector = selector;
+    this.format = format;
+    this.maxOpenTensors = maxOpenTensors;
+    this.workers = workers;
+    this.role = role;
+    this.deviceNote = deviceNote;
+  }
+
+  /** The proto enum for a core format. */
+  public static Format toProto(dev.weightsync.core.quant.Format f) {
+    return switch (f) {
+      case FP8_BLOCK -> Format.FP8_BLOCK;
+      case FP8_BLOCK_UE8M0 -> Format.FP8_BLOCK_UE8M0;
+      case INT4_GROUP -> Format.INT4_GROUP;
+      case BF16 -> Format.BF16;
+    };
+  }
+
+  @Override
+  public StreamObserver<UpdateWeightsRequest> updateWeights(
+      StreamObserver<UpdateWeightsResponse> responses) {
+    ServerCallStreamObserver<UpdateWeightsResponse> call =
+        (ServerCallStreamObserver<UpdateWeightsResponse>) responses;
+    call.disableAutoRequest();
+    Executor serial = MoreExecutors.newSequentialExecutor(workers);
+    PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, maxOpenTensors);
+    AtomicBoolean finished = new AtomicBoolean();
+
+    Runnable abandon = () -> {
+      if (finished.compareAndSet(false, true)) {
+        LOG.info(() -> receiver.describe() + ": stream cancelled or broken; part discarded");
+        receiver.discard();
+      }
+    };
+    call.setOnCancelHandler(() -> serial.execute(abandon));
+    call.request(1);
+
+    return new StreamObserver<>() {
+      @Override
+      public void onNext(UpdateWeightsRequest req) {
+        serial.execute(() -> {
+          if (finished.get()) {
+            return;
+          }
+          try {
+            switch (req.getKindCase()) {
+              case HEADER -> receiver.header(req.getHeader(), format);
+              case CHUNK -> receiver.chunk(req.getChunk());
+              case COMMIT -> {
+                PartResult result = receiver.commit(req.getCommit());
+                finished.set(true);
+                receiver.part().commit(result, listener(call, result.partIndex()));
+                return;
+              }
+              default -> throw Status.INVALID_ARGUMENT
+                  .withDescription("a message with no header, chunk or commit").asException();
+            }
+            call.request(1);
+          } catch (StatusException e) {
+            fail(e.getStatus());
+          } catch (RuntimeException e) {
+            LOG.severe(receiver.describe() + ": " + e);
+            fail(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e));
+          }
+        });
+      }
+
+      private void fail(Status s) {
+        if (finished.compareAndSet(false, true)) {
+          LOG.info(() -> receiver.describe() + ": refused: " + s.getCode() + " " + s.getDescription());
+          receiver.discard();
+          call.onError(s.asRuntimeException());
+        }
+      }
+
+      @Override
+      public void onError(Throwable t) {
+        serial.execute(abandon);
+      }
+
+      @Override
+      public void onCompleted() {
+        serial.execute(() -> fail(Status.INVALID_ARGUMENT.withDescription(
+            "the stream of " + receiver.describe() + " ended without a commit")));
+      }
+    };
+  }
+
+  private static VersionListener listener(ServerCallStreamObserver<UpdateWeightsResponse> call,
+      int partIndex) {
+    return new VersionListener() {
+      @Override
+      public void completed(VersionOutcome o) {
+        if (call.isCancelled()) {
+          return;
+        }
+        UpdateWeightsResponse.Builder r = UpdateWeightsResponse.newBuilder()
+            .setWeightVersion(o.version())
+            .setPartIndex(partIndex)
+            .setTimings(PhaseTimings.newBuilder()
+                .setReceiveSeconds(o.receiveSeconds())
+                .setQuantizeSeconds(o.quantizeSeconds())
+                .setStageSeconds(o.stageSeconds())
+                .setEngineSeconds(o.engineSeconds())
+                .setTotalSeconds(o.totalSeconds()))
+            .setBytesIn(o.bytesIn())
+            .setBytesOut(o.bytesOut())
+            .setTensorsIn(o.tensorsIn())
+            .setTensorsOut(o.tensorsOut())
+            .setQuantizationError(QuantizationError.newBuilder()
+                .setMaxAbs(o.error().maxAbs()).setRelRms(o.error().relRms()))
+            .setStagedPath(o.staged().toString());
+        for (var e : o.engines()) {
+          r.addEngines(EngineResult.newBuilder()
+              .setEngine(e.engine())
+              .setOutcome(dev.weightsync.proto.v1.EngineOutcome.valueOf(e.outcome().name()))
+              .setLoadedVersion(e.loadedVersion())
+              .setMessage(e.message())
+              .setSeconds(e.seconds()));
+        }
+        call.onNext(r.build());
+        call.onCompleted();
+      }
+
+      @Override
+      public void failed(Status status) {
+        if (!call.isCancelled()) {
+          call.onError(status.asRuntimeException());
+        }
+      }
+    };
+  }
+
+  @Override
+  public void getStatus(GetStatusRequest request, StreamObserver<GetStatusResponse> responses) {
+    GetStatusResponse.Builder b = GetStatusResponse.newBuilder()
+        .setRole(role)
+        .setFormat(format)
+        .setDevice(quantizer.device())
+        .setDeviceNote(deviceNote)
+        .setLastVersion(coordinator.lastLoaded())
+        .setUptimeSeconds((System.nanoTime() - startNanos) / 1e9);
+    for (VersionCoordinator.Progress p : coordinator.progress()) {
+      b.addInProgress(VersionProgress.newBuilder()
+          .setWeightVersion(p.version())
+          .setPartCount(p.partCount())
+          .addAllPartsCommitted(p.committed())
+          .addAllPartsReceiving(p.receiving()));
+    }
+    for (EngineAdapter e : coordinator.engines()) {
+      EngineState s = e.state();
+      b.addEngines(EngineStatus.newBuilder()
+          .setEngine(s.engine())
+          .setState(s.state())
+          .setLoadedVersion(s.loadedVersion())
+          .setLastError(s.lastError()));
+    }
+    responses.onNext(b.build());
+    responses.onCompleted();
+  }
+}

@@ -1,0 +1,329 @@
+package dev.weightsync.server.pipeline;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.weightsync.core.quant.QuantError;
+import dev.weightsync.core.quant.QuantScheme;
+import dev.weightsync.core.quant.QuantizationConfigs;
+import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.checkpoint.CheckpointConverter;
+import dev.weightsync.server.engine.EngineAdapter;
+import dev.weightsync.server.engine.EngineOutcome;
+import dev.weightsync.server.engine.EngineResult;
+import dev.weightsync.server.stage.ShardSpool;
+import dev.weightsync.server.stage.StagingArea;
+import io.grpc.Status;
+import io.grpc.StatusException;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.logging.Logger;
+
+/**
+ * Makes weight versions atomic. Parts of a version register here as their streams open; a part
+ * that fails is forgotten (its files deleted) so it can be retried; when every part has
+ * committed, the version is published in the staging area and handed to every engine, and every
+ * part's caller gets the outcome. Parts that do not all arrive within the part timeout abort the
+ * version: nothing reaches an engine.
+ *
+ * <p>Thread-safe. Versions are delivered to the engines one at a time, in completion order.
+ */
+public final class VersionCoordinator implements AutoCloseable {
+
+  private static final Logger LOG = Logger.getLogger(VersionCoordinator.class.getName());
+
+  /** A part slot held by one stream. */
+  public final class Part {
+    private final Version version;
+    private final int index;
+
+    private Part(Version version, int index) {
+      this.version = version;
+      this.index = index;
+    }
+
+    public String version() {
+      return version.id;
+    }
+
+    public int index() {
+      return index;
+    }
+
+    public Path directory() {
+      return version.directory;
+    }
+
+    /** Names a tensor for this version; false when another part already sent it. */
+    public boolean claimTensor(String name) {
+      synchronized (VersionCoordinator.this) {
+        return version.tensorNames.add(name);
+      }
+    }
+
+    /** Non-null once the version was aborted (by another part or the timeout). */
+    public Status abortedWith() {
+      synchronized (VersionCoordinator.this) {
+        return version.aborted;
+      }
+    }
+
+    /** This part failed: forget it so that it can be sent again. */
+    public void fail(Set<String> claimedTensors) {
+      synchronized (VersionCoordinator.this) {
+        version.receiving.remove(index);
+        version.tensorNames.removeAll(claimedTensors);
+      }
+    }
+
+    /** This part is complete; {@code listener} is told how the version ends. */
+    public void commit(PartResult result, VersionListener listener) {
+      boolean complete;
+      synchronized (VersionCoordinator.this) {
+        version.receiving.remove(index);
+        if (version.aborted != null) {
+          listener.failed(version.aborted);
+          return;
+        }
+        version.committed.put(index, result);
+        version.listeners.add(listener);
+        complete = version.committed.size() == version.partCount;
+        if (complete) {
+          inProgress.remove(version.id);
+          version.timeout.cancel(false);
+          version.lastCommitNanos = System.nanoTime();
+        }
+      }
+      if (complete) {
+        delivery.execute(() -> deliver(version));
+      }
+    }
+  }
+
+  private final class Version {
+    final String id;
+    final int partCount;
+    final Path directory;
+    final long firstHeaderNanos = System.nanoTime();
+    final Set<Integer> receiving = new HashSet<>();
+    final Map<Integer, PartResult> committed = new TreeMap<>();
+    final Set<String> tensorNames = new HashSet<>();
+    final List<VersionListener> listeners = new ArrayList<>();
+    ScheduledFuture<?> timeout;
+    Status aborted;
+    long lastCommitNanos;
+
+    Version(String id, int partCount, Path directory) {
+      this.id = id;
+      this.partCount = partCount;
+      this.directory = directory;
+    }
+  }
+
+  /** Progress of one version, for status. */
+  public record Progress(String version, int partCount, List<Integer> committed,
+      List<Integer> receiving) {}
+
+  private final StagingArea staging;
+  private final QuantScheme scheme;
+  private final ObjectNode baseConfig;
+  private final List<EngineAdapter> engines;
+  private final Duration partTimeout;
+  private final Map<String, Version> inProgress = new LinkedHashMap<>();
+  private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
+      daemon("weightsync-part-timeout"));
+  private final ExecutorService delivery = Executors.newSingleThreadExecutor(
+      daemon("weightsync-deliver"));
+  private final ExecutorService engineCalls = Executors.newCachedThreadPool(daemon("weightsync-engine"));
+  private volatile String lastLoaded = "";
+
+  public VersionCoordinator(StagingArea staging, QuantScheme scheme, ObjectNode baseConfig,
+      List<EngineAdapter> engines, Duration partTimeout) {
+    this.staging = staging;
+    this.scheme = scheme;
+    this.baseConfig = baseConfig;
+    this.engines = List.copyOf(engines);
+    this.partTimeout = partTimeout;
+  }
+
+  private static java.util.concurrent.ThreadFactory daemon(String name) {
+    return r -> {
+      Thread t = new Thread(r, name);
+      t.setDaemon(true);
+      return t;
+    };
+  }
+
+  /** Registers a part of {@code version}; refused when it conflicts with what is known. */
+  public synchronized Part open(String versionId, int partIndex, int partCount)
+      throws StatusException {
+    Version v = inProgress.get(versionId);
+    if (v == null) {
+      Path dir;
+      try {
+        dir = staging.newTemporary(versionId);
+      } catch (IOException e) {
+        throw Status.INTERNAL.withDescription("cannot create a staging folder: " + e.getMessage())
+            .asException();
+      }
+      v = new Version(versionId, partCount, dir);
+      Version started = v;
+      v.timeout = timer.schedule(() -> timeOut(started), partTimeout.toMillis(), TimeUnit.MILLISECONDS);
+      inProgress.put(versionId, v);
+    } else if (v.partCount != partCount) {
+      throw Status.ABORTED.withDescription("version " + versionId + " has " + v.partCount
+          + " parts, but this header says " + partCount).asException();
+    }
+    if (v.committed.containsKey(partIndex)) {
+      throw Status.ABORTED.withDescription("part " + partIndex + " of version " + versionId
+          + " was already committed").asException();
+    }
+    if (!v.receiving.add(partIndex)) {
+      throw Status.ABORTED.withDescription("part " + partIndex + " of version " + versionId
+          + " is being received on another stream").asException();
+    }
+    return new Part(v, partIndex);
+  }
+
+  private void timeOut(Version v) {
+    List<VersionListener> waiting;
+    synchronized (this) {
+      if (inProgress.get(v.id) != v) {
+        return;
+      }
+      inProgress.remove(v.id);
+      List<Integer> missing = new ArrayList<>();
+      for (int i = 0; i < v.partCount; i++) {
+        if (!v.committed.containsKey(i)) {
+          missing.add(i);
+        }
+      }
+      v.aborted = Status.DEADLINE_EXCEEDED.withDescription("version " + v.id + " aborted: part(s) "
+          + missing + " of " + v.partCount + " did not arrive within " + partTimeout.toSeconds()
+          + " s; the engines keep serving their previous version");
+      waiting = List.copyOf(v.listeners);
+    }
+    LOG.warning(v.aborted.getDescription());
+    discard(v);
+    waiting.forEach(l -> l.failed(v.aborted));
+  }
+
+  private void discard(Version v) {
+    try {
+      CheckpointConverter.deleteTree(v.directory);
+    } catch (IOException e) {
+      LOG.warning("could not delete " + v.directory + ": " + e.getMessage());
+    }
+  }
+
+  private void deliver(Version v) {
+    List<PartResult> parts = new ArrayList<>(v.committed.values());
+    try {
+      long stageStart = System.nanoTime();
+      List<TensorPlan> plans = new ArrayList<>();
+      List<ShardSpool> shards = new ArrayList<>();
+      long bytesIn = 0;
+      long bytesOut = 0;
+      int tensorsOut = 0;
+      double quantizeSeconds = 0;
+      QuantError error = QuantError.NONE;
+      for (PartResult p : parts) {
+        plans.addAll(p.plans());
+        shards.add(p.shard());
+        bytesIn += p.bytesIn();
+        bytesOut += p.bytesOut();
+        error = error.plus(p.error());
+        quantizeSeconds += p.quantizeSeconds();
+        tensorsOut += p.shard().tensors().size();
+      }
+      ObjectNode config = QuantizationConfigs.outputConfig(baseConfig, scheme, plans);
+      Path staged = staging.publish(v.directory, v.id, shards, config);
+      double stageSeconds = (System.nanoTime() - stageStart) / 1e9;
+
+      long engineStart = System.nanoTime();
+      List<CompletableFuture<EngineResult>> calls = new ArrayList<>();
+      for (EngineAdapter e : engines) {
+        calls.add(CompletableFuture.supplyAsync(() -> e.update(staged, v.id), engineCalls));
+      }
+      List<EngineResult> results = calls.stream().map(CompletableFuture::join).toList();
+      double engineSeconds = (System.nanoTime() - engineStart) / 1e9;
+      if (results.stream().allMatch(r -> r.outcome() == EngineOutcome.LOADED)) {
+        lastLoaded = v.id;
+      }
+      staging.prune();
+      VersionOutcome outcome = new VersionOutcome(v.id, staged, bytesIn, bytesOut, plans.size(),
+          tensorsOut, error, (v.lastCommitNanos - v.firstHeaderNanos) / 1e9, quantizeSeconds,
+          stageSeconds, engineSeconds, (System.nanoTime() - v.firstHeaderNanos) / 1e9, results);
+      LOG.info(() -> summary(outcome));
+      List<EngineResult> failed = results.stream()
+          .filter(r -> r.outcome() != EngineOutcome.LOADED).toList();
+      for (VersionListener l : v.listeners) {
+        if (failed.isEmpty()) {
+          l.completed(outcome);
+        } else {
+          l.failed(Status.INTERNAL.withDescription("version " + v.id + ": " + failed.size() + " of "
+              + results.size() + " engine(s) failed: " + failed.stream()
+                  .map(r -> r.engine() + " " + r.outcome() + ": " + r.message()).toList()));
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      LOG.severe("version " + v.id + " could not be staged: " + e);
+      discard(v);
+      Status s = Status.INTERNAL.withDescription("version " + v.id + " could not be staged: "
+          + e.getMessage() + "; no engine was called");
+      v.listeners.forEach(l -> l.failed(s));
+    }
+  }
+
+  private static String summary(VersionOutcome o) {
+    return String.format(java.util.Locale.ROOT,
+        "version=%s outcome=%s tensors_in=%d tensors_out=%d bytes_in=%d bytes_out=%d"
+            + " receive_s=%.3f quantize_s=%.3f stage_s=%.3f engine_s=%.3f total_s=%.3f engines=%s",
+        o.version(), o.engines().stream().allMatch(r -> r.outcome() == EngineOutcome.LOADED)
+            ? "loaded" : "engine_failed",
+        o.tensorsIn(), o.tensorsOut(), o.bytesIn(), o.bytesOut(), o.receiveSeconds(),
+        o.quantizeSeconds(), o.stageSeconds(), o.engineSeconds(), o.totalSeconds(),
+        o.engines().stream().map(r -> r.engine() + ":" + r.outcome()).toList());
+  }
+
+  public List<EngineAdapter> engines() {
+    return engines;
+  }
+
+  public String lastLoaded() {
+    return lastLoaded;
+  }
+
+  public synchronized List<Progress> progress() {
+    List<Progress> out = new ArrayList<>();
+    for (Version v : inProgress.values()) {
+      out.add(new Progress(v.id, v.partCount, List.copyOf(v.committed.keySet()),
+          List.copyOf(new java.util.TreeSet<>(v.receiving))));
+    }
+    return out;
+  }
+
+  @Override
+  public void close() {
+    timer.shutdownNow();
+    delivery.shutdown();
+    try {
+      delivery.awaitTermination(30, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    engineCalls.shutdownNow();
+  }
+}

@@ -1,0 +1,129 @@
+package dev.weightsync.server.stage;
+
+import dev.weightsync.core.safetensors.SafetensorsEntry;
+import dev.weightsync.core.safetensors.SafetensorsHeader;
+import dev.weightsync.core.tensor.TensorSink;
+import dev.weightsync.core.tensor.TensorSpec;
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * One staged shard, written while its tensors are still arriving: output tensors get contiguous
+ * regions in the order they are quantized, and the safetensors header is written at the end into
+ * space reserved at the front (padded with spaces, which JSON allows). Quantized bytes go into the
+ * final file directly: no second copy. Should the header outgrow its reserve, the file is rewritten
+ * once behind a header of the right size.
+ */
+public final class ShardSpool implements TensorSink, Closeable {
+
+  /** Room for the header of roughly 1500 tensors. */
+  static final int HEADER_RESERVE = 256 << 10;
+
+  private final Path path;
+  private final FileChannel channel;
+  private final List<SafetensorsEntry> entries = new ArrayList<>();
+  private final Map<String, SafetensorsEntry> byName = new HashMap<>();
+  private long dataLength;
+
+  public ShardSpool(Path path) throws IOException {
+    this.path = path;
+    this.channel = FileChannel.open(path, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
+        StandardOpenOption.READ);
+  }
+
+  public Path path() {
+    return path;
+  }
+
+  /** Reserves contiguous regions for these output tensors. */
+  public synchronized void allocate(List<TensorSpec> outputs) {
+    for (TensorSpec t : outputs) {
+      SafetensorsEntry e = new SafetensorsEntry(t, dataLength, dataLength + t.byteLength());
+      if (byName.putIfAbsent(t.name(), e) != null) {
+        throw new IllegalArgumentException("tensor '" + t.name() + "' is staged twice");
+      }
+      entries.add(e);
+      dataLength += t.byteLength();
+    }
+  }
+
+  public synchronized List<TensorSpec> tensors() {
+    return entries.stream().map(SafetensorsEntry::spec).toList();
+  }
+
+  public synchronized long dataLength() {
+    return dataLength;
+  }
+
+  @Override
+  public void write(String name, long offset, ByteBuffer data) throws IOException {
+    SafetensorsEntry e;
+    synchronized (this) {
+      e = byName.get(name);
+    }
+    if (e == null || offset < 0 || offset + data.remaining() > e.end() - e.begin()) {
+      throw new IllegalArgumentException(path + ": write outside tensor '" + name + "'");
+    }
+    long position = HEADER_RESERVE + e.begin() + offset;
+    while (data.hasRemaining()) {
+      position += channel.write(data, position);
+    }
+  }
+
+  /** Writes the header, forces the file to disk and closes it. */
+  public synchronized void finish() throws IOException {
+    byte[] header = SafetensorsHeader.serialize(entries, Map.of("format", "pt"));
+    try {
+      if (8 + header.length <= HEADER_RESERVE) {
+        ByteBuffer head = ByteBuffer.allocate(HEADER_RESERVE).order(ByteOrder.LITTLE_ENDIAN);
+        head.putLong(HEADER_RESERVE - 8).put(header);
+        while (head.hasRemaining()) {
+          head.put((byte) ' ');
+        }
+        head.flip();
+        while (head.hasRemaining()) {
+          channel.write(head, head.position());
+        }
+        channel.force(true);
+      } else {
+        rewriteWithHeader(header);
+      }
+    } finally {
+      channel.close();
+    }
+  }
+
+  private void rewriteWithHeader(byte[] header) throws IOException {
+    Path tmp = path.resolveSibling(path.getFileName() + ".rewrite");
+    try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW,
+        StandardOpenOption.WRITE)) {
+      ByteBuffer head = ByteBuffer.allocate(8 + header.length).order(ByteOrder.LITTLE_ENDIAN);
+      head.putLong(header.length).put(header).flip();
+      while (head.hasRemaining()) {
+        out.write(head);
+      }
+      long done = 0;
+      while (done < dataLength) {
+        done += channel.transferTo(HEADER_RESERVE + done, dataLength - done, out);
+      }
+      out.force(true);
+    }
+    Files.move(tmp, path, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+        java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  @Override
+  public void close() throws IOException {
+    channel.close();
+  }
+}

@@ -1,0 +1,110 @@
+package dev.weightsync.server.stage;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.weightsync.core.checkpoint.CheckpointConverter;
+import dev.weightsync.core.checkpoint.CheckpointFolder;
+import dev.weightsync.core.tensor.TensorSpec;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.logging.Logger;
+import java.util.stream.Stream;
+
+/**
+ * The staging folder: versions are assembled under {@code .tmp-*} names and renamed to
+ * {@code <version>/} only when complete, so an engine can never be handed a partial folder.
+ * Leftover temporary folders (from a crash) are removed on start; only the newest versions are
+ * kept.
+ */
+public final class StagingArea {
+
+  private static final Logger LOG = Logger.getLogger(StagingArea.class.getName());
+  private static final ObjectMapper JSON = new ObjectMapper();
+  static final String TMP_PREFIX = ".tmp-";
+
+  private final Path root;
+  private final int keep;
+
+  public StagingArea(Path root, int keep) throws IOException {
+    this.root = root.toAbsolutePath();
+    this.keep = keep;
+    Files.createDirectories(this.root);
+    try (Stream<Path> s = Files.list(this.root)) {
+      for (Path p : s.filter(p -> p.getFileName().toString().startsWith(TMP_PREFIX)).toList()) {
+        LOG.info(() -> "removing leftover partial staging folder " + p);
+        CheckpointConverter.deleteTree(p);
+      }
+    }
+  }
+
+  public Path root() {
+    return root;
+  }
+
+  /** A new temporary folder for one version in progress. */
+  public Path newTemporary(String version) throws IOException {
+    return Files.createTempDirectory(root, TMP_PREFIX + version + "-");
+  }
+
+  /**
+   * Completes a version: writes the index over the finished shards and {@code config.json},
+   * forces everything to disk, then renames the folder into place (replacing an older folder of
+   * the same version). Returns the final path.
+   */
+  public Path publish(Path temporary, String version, List<ShardSpool> shards, ObjectNode config)
+      throws IOException {
+    Map<String, String> weightMap = new TreeMap<>();
+    long total = 0;
+    for (ShardSpool s : shards) {
+      for (TensorSpec t : s.tensors()) {
+        weightMap.put(t.name(), s.path().getFileName().toString());
+        total += t.byteLength();
+      }
+    }
+    ObjectNode index = JSON.createObjectNode();
+    index.putObject("metadata").put("total_size", total);
+    ObjectNode map = index.putObject("weight_map");
+    weightMap.forEach(map::put);
+    Files.write(temporary.resolve(CheckpointFolder.INDEX_FILE),
+        JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(index));
+    Files.write(temporary.resolve(CheckpointFolder.CONFIG_FILE),
+        JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(config));
+    Path target = root.resolve(version);
+    if (Files.exists(target)) {
+      CheckpointConverter.deleteTree(target);
+    }
+    Files.move(temporary, target, StandardCopyOption.ATOMIC_MOVE);
+    return target;
+  }
+
+  /** Deletes all but the newest {@code keep} published versions. */
+  public void prune() throws IOException {
+    List<Path> versions;
+    try (Stream<Path> s = Files.list(root)) {
+      versions = s.filter(Files::isDirectory)
+          .filter(p -> !p.getFileName().toString().startsWith("."))
+          .sorted(Comparator.comparing(StagingArea::modified).reversed())
+          .toList();
+    }
+    for (Path old : versions.subList(Math.min(keep, versions.size()), versions.size())) {
+      CheckpointConverter.deleteTree(old);
+    }
+  }
+
+  /** Bytes on disk under the staging folder. */
+  public long bytesOnDisk() throws IOException {
+    try (Stream<Path> s = Files.walk(root)) {
+      return s.filter(Files::isRegularFile).mapToLong(p -> p.toFile().length()).sum();
+    }
+  }
+
+  private static long modified(Path p) {
+    return p.toFile().lastModified();
+  }
+}
