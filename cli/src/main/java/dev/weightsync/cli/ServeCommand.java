@@ -70,6 +70,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--engine-retries", description = "Retries of failed engine calls (default 2).")
   Integer engineRetries;
 
+  @Option(names = "--engine-backoff", description = "First wait between engine retries, doubling (default 200ms).")
+  String engineBackoff;
+
   @Option(names = "--max-open-tensors", description = "Incomplete tensors allowed at once per stream (default 4).")
   Integer maxOpenTensors;
 
@@ -92,6 +95,7 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "resume-after-failed-load", resumeAfterFailedLoad);
     put(m, "engine-timeout", engineTimeout);
     put(m, "engine-retries", engineRetries);
+    put(m, "engine-backoff", engineBackoff);
     put(m, "max-open-tensors", maxOpenTensors);
     return m;
   }

@@ -25,7 +25,6 @@ import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
@@ -69,7 +68,7 @@ public final class Sidecar implements AutoCloseable {
     List<EngineAdapter> engines = new ArrayList<>();
     for (String url : config.sglangUrls()) {
       engines.add(new SglangAdapter(url, adminKey, config.engineTimeout(), config.engineRetries(),
-          config.pauseMode(), config.resumeAfterFailedLoad(), Duration.ofMillis(200)));
+          config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff()));
     }
     this.quantizer = new CpuQuantizer(config.effectiveThreads());
     this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, engines,

@@ -45,6 +45,7 @@ public final class ConfigLoader {
       resume-after-failed-load: false
       engine-timeout: 600s
       engine-retries: 2
+      engine-backoff: 200ms
       max-open-tensors: 4
       """;
 

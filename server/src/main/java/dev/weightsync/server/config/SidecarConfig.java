@@ -45,6 +45,8 @@ public record SidecarConfig(
     @JsonProperty("engine-timeout") Duration engineTimeout,
     /** Retries of a failed engine call (load, flush) before giving up. */
     @JsonProperty("engine-retries") int engineRetries,
+    /** First wait between engine retries; it doubles per retry, up to 32 times this. */
+    @JsonProperty("engine-backoff") Duration engineBackoff,
     /** Tensors being received at once per stream before flow control holds the sender back. */
     @JsonProperty("max-open-tensors") int maxOpenTensors) {
 
@@ -52,6 +54,7 @@ public record SidecarConfig(
     Objects.requireNonNull(stagingDir, "staging-dir is required");
     Objects.requireNonNull(partTimeout, "part-timeout");
     Objects.requireNonNull(engineTimeout, "engine-timeout");
+    Objects.requireNonNull(engineBackoff, "engine-backoff");
     sglangUrls = sglangUrls == null ? List.of() : List.copyOf(sglangUrls);
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("port must be 0..65535, got " + port);
@@ -100,6 +103,6 @@ public record SidecarConfig(
         + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
         + ", threads=" + threads + ", pause-mode=" + pauseMode
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", max-open-tensors=" + maxOpenTensors + "]";
+        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + "]";
   }
 }

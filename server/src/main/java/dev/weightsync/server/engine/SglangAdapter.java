@@ -267,7 +267,7 @@ public final class SglangAdapter implements EngineAdapter {
   }
 
   private void sleep(int attempt) {
-    long ms = Math.min(backoff.toMillis() << Math.min(attempt, 10), 5000);
+    long ms = Math.min(backoff.toMillis() << Math.min(attempt, 5), backoff.toMillis() * 32);
     try {
       Thread.sleep(ms);
     } catch (InterruptedException e) {

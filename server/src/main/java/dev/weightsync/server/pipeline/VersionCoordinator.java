@@ -80,11 +80,24 @@ public final class VersionCoordinator implements AutoCloseable {
       }
     }
 
-    /** This part failed: forget it so that it can be sent again. */
+    /**
+     * This part failed: forget it so that it can be sent again. A version left with no part
+     * received or receiving is dropped at once.
+     */
     public void fail(Set<String> claimedTensors) {
+      boolean drop;
       synchronized (VersionCoordinator.this) {
         version.receiving.remove(index);
         version.tensorNames.removeAll(claimedTensors);
+        drop = version.receiving.isEmpty() && version.committed.isEmpty()
+            && inProgress.get(version.id) == version;
+        if (drop) {
+          inProgress.remove(version.id);
+          version.timeout.cancel(false);
+        }
+      }
+      if (drop) {
+        discard(version);
       }
     }
 

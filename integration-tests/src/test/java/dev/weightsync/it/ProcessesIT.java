@@ -1,0 +1,97 @@
+package dev.weightsync.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The commands as users run them: separate processes talking over loopback sockets. */
+class ProcessesIT {
+
+  @TempDir Path tmp;
+
+  private static int freePort() throws IOException {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  private static Process start(Path log, String... args) throws IOException {
+    List<String> cmd = new java.util.ArrayList<>();
+    cmd.add(Launcher.root().resolve("bin/weightsync").toString());
+    cmd.addAll(List.of(args));
+    return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+  }
+
+  private static void awaitPort(int port, Process p, Path log) throws Exception {
+    for (int i = 0; i < 300; i++) {
+      if (!p.isAlive()) {
+        throw new AssertionError("process exited: " + Files.readString(log));
+      }
+      try (Socket s = new Socket("127.0.0.1", port)) {
+        return;
+      } catch (IOException e) {
+        Thread.sleep(100);
+      }
+    }
+    throw new AssertionError("nothing listens on " + port + ": " + Files.readString(log));
+  }
+
+  @Test
+  void servePushAndStatusAcrossProcesses() throws Exception {
+    int enginePort = freePort();
+    int grpcPort = freePort();
+    Path engineLog = tmp.resolve("engine.log");
+    Path serveLog = tmp.resolve("serve.log");
+    Process engine = start(engineLog, "engine", "--port", String.valueOf(enginePort));
+    Process serve = null;
+    try {
+      awaitPort(enginePort, engine, engineLog);
+      serve = start(serveLog, "serve", "--port", String.valueOf(grpcPort), "--metrics-port", "-1",
+          "--format", "fp8-block", "--staging-dir", tmp.resolve("staging").toString(),
+          "--sglang-url", "http://127.0.0.1:" + enginePort);
+      awaitPort(grpcPort, serve, serveLog);
+      String target = "127.0.0.1:" + grpcPort;
+
+      Launcher.Result push = Launcher.weightsync("push", "--target", target, "--model-dir",
+          Launcher.golden("bf16").toString(), "--version", "42");
+      assertThat(push.exitCode()).as(push.stderr()).isZero();
+      assertThat(push.stdout()).contains("LOADED, serving '42'");
+      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), tmp.resolve("staging/42")).exitCode()).isZero();
+
+      Launcher.Result status = Launcher.weightsync("status", "--target", target);
+      assertThat(status.exitCode()).isZero();
+      assertThat(status.stdout()).contains("last loaded version '42'").contains("SERVING, version '42'");
+
+      Launcher.Result bad = Launcher.weightsync("push", "--target", target, "--model-dir",
+          tmp.resolve("missing").toString(), "--version", "43");
+      assertThat(bad.exitCode()).isNotZero();
+      assertThat(bad.stderr()).contains("not a directory");
+      assertThat(Files.readString(serveLog)).contains("version=42 outcome=loaded");
+    } finally {
+      if (serve != null) {
+        serve.destroy();
+        serve.waitFor();
+      }
+      engine.destroy();
+      engine.waitFor();
+    }
+  }
+
+  @Test
+  void theDemoRunsOnItsOwn() throws Exception {
+    Launcher.Result r = Launcher.weightsync("demo", "--layers", "2", "--versions", "1");
+    assertThat(r.exitCode()).as(r.stdout() + r.stderr()).isZero();
+    assertThat(r.stdout())
+        .contains("engine calls, in order: [/pause_generation, /flush_cache, /begin_weight_update,"
+            + " /update_weights_from_disk, /end_weight_update, /continue_generation, /get_weight_version]")
+        .contains("engine now serves 'step-1'")
+        .contains("tensors identical");
+  }
+}

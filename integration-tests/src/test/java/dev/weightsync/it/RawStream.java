@@ -1,0 +1,95 @@
+package dev.weightsync.it;
+
+import com.google.protobuf.ByteString;
+import dev.weightsync.proto.v1.Commit;
+import dev.weightsync.proto.v1.Format;
+import dev.weightsync.proto.v1.Header;
+import dev.weightsync.proto.v1.TensorChunk;
+import dev.weightsync.proto.v1.UpdateWeightsRequest;
+import dev.weightsync.proto.v1.UpdateWeightsResponse;
+import dev.weightsync.proto.v1.WeightSyncGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.StreamObserver;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.zip.CRC32C;
+
+/** Sends hand-made message sequences, malformed ones included, and reports the final status. */
+final class RawStream implements AutoCloseable {
+  private final ManagedChannel channel;
+
+  RawStream(int port) {
+    channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+  }
+
+  static UpdateWeightsRequest header(String version, int part, int parts) {
+    return UpdateWeightsRequest.newBuilder().setHeader(Header.newBuilder()
+        .setWeightVersion(version).setPartIndex(part).setPartCount(parts)).build();
+  }
+
+  static UpdateWeightsRequest header(String version, Format format) {
+    return UpdateWeightsRequest.newBuilder().setHeader(Header.newBuilder()
+        .setWeightVersion(version).setFormat(format)).build();
+  }
+
+  static UpdateWeightsRequest chunk(String name, String dtype, long[] shape, long offset, byte[] data) {
+    CRC32C crc = new CRC32C();
+    crc.update(data);
+    return chunkWithCrc(name, dtype, shape, offset, data, (int) crc.getValue());
+  }
+
+  static UpdateWeightsRequest chunkWithCrc(String name, String dtype, long[] shape, long offset,
+      byte[] data, int crc) {
+    TensorChunk.Builder c = TensorChunk.newBuilder().setName(name).setDtype(dtype)
+        .setOffset(offset).setData(ByteString.copyFrom(data)).setCrc32C(crc);
+    for (long d : shape) {
+      c.addShape(d);
+    }
+    return UpdateWeightsRequest.newBuilder().setChunk(c).build();
+  }
+
+  static UpdateWeightsRequest commit(long tensors, long bytes) {
+    return UpdateWeightsRequest.newBuilder()
+        .setCommit(Commit.newBuilder().setTensorCount(tensors).setTotalBytes(bytes)).build();
+  }
+
+  /** Sends the messages; then completes the stream, or cancels it when {@code cancel}. */
+  Status send(List<UpdateWeightsRequest> messages, boolean complete, boolean cancel)
+      throws Exception {
+    CompletableFuture<Status> done = new CompletableFuture<>();
+    var call = channel.newCall(WeightSyncGrpc.getUpdateWeightsMethod(), io.grpc.CallOptions.DEFAULT);
+    StreamObserver<UpdateWeightsRequest> out = io.grpc.stub.ClientCalls.asyncClientStreamingCall(
+        call, new StreamObserver<UpdateWeightsResponse>() {
+          @Override
+          public void onNext(UpdateWeightsResponse value) {}
+
+          @Override
+          public void onError(Throwable t) {
+            done.complete(Status.fromThrowable(t));
+          }
+
+          @Override
+          public void onCompleted() {
+            done.complete(Status.OK);
+          }
+        });
+    for (UpdateWeightsRequest m : messages) {
+      out.onNext(m);
+    }
+    if (cancel) {
+      Thread.sleep(300); // let the messages arrive, then hang up
+      call.cancel("the trainer went away", null);
+    } else if (complete) {
+      out.onCompleted();
+    }
+    return done.get(30, TimeUnit.SECONDS);
+  }
+
+  @Override
+  public void close() {
+    channel.shutdownNow();
+  }
+}

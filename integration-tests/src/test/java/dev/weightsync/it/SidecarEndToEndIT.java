@@ -1,0 +1,102 @@
+package dev.weightsync.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.weightsync.client.Tensor;
+import dev.weightsync.core.checkpoint.CheckpointFolder;
+import dev.weightsync.core.tensor.TensorSpec;
+import dev.weightsync.proto.v1.EngineOutcome;
+import dev.weightsync.proto.v1.UpdateWeightsResponse;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A trainer pushes BF16 weights; the engine is given exactly the spec's FP8/INT4 folder. */
+class SidecarEndToEndIT {
+
+  static final List<String> SGLANG_SEQUENCE = List.of("/pause_generation", "/flush_cache",
+      "/begin_weight_update", "/update_weights_from_disk", "/end_weight_update",
+      "/continue_generation", "/get_weight_version");
+
+  @TempDir Path tmp;
+
+  @Test
+  void pushingTheGoldenModelLoadsTheGoldenFp8Folder() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"))) {
+      UpdateWeightsResponse r = h.client.pushFolder(Launcher.golden("bf16"), "100", 0, 1);
+      assertThat(r.getEnginesList()).singleElement().satisfies(e -> {
+        assertThat(e.getOutcome()).isEqualTo(EngineOutcome.LOADED);
+        assertThat(e.getLoadedVersion()).isEqualTo("100");
+      });
+      assertThat(h.engine.routes()).isEqualTo(SGLANG_SEQUENCE);
+      var load = h.engine.calls().get(3).body();
+      assertThat(load.get("weight_version").asText()).isEqualTo("100");
+      assertThat(load.get("model_path").asText()).isEqualTo(r.getStagedPath());
+      assertThat(h.engine.paused()).isFalse();
+      assertThat(h.engine.weightVersion()).isEqualTo("100");
+      assertThat(r.getTensorsIn()).isEqualTo(35);
+      assertThat(r.getTensorsOut()).isEqualTo(58);
+      Launcher.Result cmp = Launcher.hfcmp(Launcher.golden("fp8"), Path.of(r.getStagedPath()));
+      assertThat(cmp.exitCode()).as(cmp.stdout()).isZero();
+      assertThat(h.stagingEntries()).containsExactly("100");
+    }
+  }
+
+  @Test
+  void int4GroupOutputEqualsTheGoldenInt4Folder() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "int4-group"))) {
+      UpdateWeightsResponse r = h.client.pushFolder(Launcher.golden("bf16"), "v1", 0, 1);
+      Launcher.Result cmp = Launcher.hfcmp(Launcher.golden("int4_g128"), Path.of(r.getStagedPath()));
+      assertThat(cmp.exitCode()).as(cmp.stdout()).isZero();
+    }
+  }
+
+  @Test
+  void aVersionInTwoPartsFromTwoClientsLoadsOnceWhenBothHaveCommitted() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"));
+        var second = dev.weightsync.client.WeightSyncClient.connect("127.0.0.1:" + h.sidecar.port());
+        CheckpointFolder golden = CheckpointFolder.open(Launcher.golden("bf16"))) {
+      List<Tensor> a = new ArrayList<>();
+      List<Tensor> b = new ArrayList<>();
+      for (TensorSpec t : golden.tensors()) {
+        (t.name().contains("layers.1.") ? b : a).add(new Tensor(t, golden.source(t.name())));
+      }
+      CompletableFuture<UpdateWeightsResponse> first =
+          CompletableFuture.supplyAsync(() -> push(h.client, "7", 0, a));
+      Thread.sleep(300);
+      assertThat(h.engine.routes()).isEmpty(); // part 1 has not arrived: nothing reaches the engine
+      UpdateWeightsResponse r1 = push(second, "7", 1, b);
+      UpdateWeightsResponse r0 = first.get();
+      assertThat(r0.getStagedPath()).isEqualTo(r1.getStagedPath());
+      assertThat(r0.getPartIndex()).isZero();
+      assertThat(r1.getPartIndex()).isEqualTo(1);
+      assertThat(h.engine.routes()).isEqualTo(SGLANG_SEQUENCE);
+      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), Path.of(r0.getStagedPath())).exitCode()).isZero();
+    }
+  }
+
+  private static UpdateWeightsResponse push(dev.weightsync.client.WeightSyncClient c, String v,
+      int part, List<Tensor> tensors) {
+    try {
+      return c.push(v, part, 2, tensors);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  @Test
+  void anEngineConfigChoosesTheFormatAndTheAdminKeyIsSent() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of(
+        "quantization-config", Launcher.golden("fp8_ue8m0").resolve("config.json").toString(),
+        "sglang-admin-key", "s3cret"), "s3cret")) {
+      UpdateWeightsResponse r = h.client.pushFolder(Launcher.golden("bf16"), "9", 0, 1);
+      assertThat(r.getEngines(0).getOutcome()).isEqualTo(EngineOutcome.LOADED);
+      assertThat(Launcher.hfcmp(Launcher.golden("fp8_ue8m0"), Path.of(r.getStagedPath())).exitCode())
+          .isZero();
+    }
+  }
+}

@@ -1,0 +1,69 @@
+package dev.weightsync.server.config;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ConfigLoaderTest {
+
+  @TempDir Path tmp;
+
+  @Test
+  void defaultsWorkAsDocumented() throws Exception {
+    SidecarConfig c = ConfigLoader.load(null, Map.of(), Map.of());
+    assertThat(c.port()).isEqualTo(50051);
+    assertThat(c.metricsPort()).isEqualTo(9464);
+    assertThat(c.format()).isNull();
+    assertThat(c.stagingDir()).isEqualTo(Path.of("/dev/shm/weightsync"));
+    assertThat(c.partTimeout()).isEqualTo(Duration.ofSeconds(300));
+    assertThat(c.engineBackoff()).isEqualTo(Duration.ofMillis(200));
+    assertThat(c.sglangUrls()).isEmpty();
+    assertThat(c.pauseMode()).isEqualTo("abort");
+  }
+
+  @Test
+  void fileThenEnvironmentThenFlags() throws Exception {
+    Path f = tmp.resolve("c.yaml");
+    Files.writeString(f, "port: 6000\nformat: int4-group\ngroup-size: 32\nsglang-url: http://a:1\n"
+        + "part-timeout: 5m\nstaging-dir: /tmp/s\n");
+    SidecarConfig c = ConfigLoader.load(f,
+        Map.of("WEIGHTSYNC_PORT", "7000", "WEIGHTSYNC_SGLANG_URL", "http://b:1,http://c:1"),
+        Map.of("staging-dir", "/tmp/flag"));
+    assertThat(c.port()).isEqualTo(7000);
+    assertThat(c.groupSize()).isEqualTo(32);
+    assertThat(c.sglangUrls()).containsExactly("http://b:1", "http://c:1");
+    assertThat(c.partTimeout()).isEqualTo(Duration.ofMinutes(5));
+    assertThat(c.stagingDir()).isEqualTo(Path.of("/tmp/flag"));
+    assertThat(ConfigLoader.load(f, Map.of(), Map.of("sglang-url", List.of("http://x:2"))).sglangUrls())
+        .containsExactly("http://x:2");
+  }
+
+  @Test
+  void unknownKeysAndBadValuesAreClearErrors() throws Exception {
+    Path f = tmp.resolve("bad.yaml");
+    Files.writeString(f, "prot: 1\n");
+    assertThatThrownBy(() -> ConfigLoader.load(f, Map.of(), Map.of()))
+        .hasMessageContaining("unknown config key 'prot'");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("pause-mode", "sleep")))
+        .hasMessageContaining("pause-mode");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("part-timeout", "soon")))
+        .hasMessageContaining("not a duration");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("format", "fp4")))
+        .hasMessageContaining("unknown format 'fp4'");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("sglang-url", List.of("a:1"))))
+        .hasMessageContaining("http://");
+  }
+
+  @Test
+  void theAdminKeyNeverAppearsInTheConfigsText() throws Exception {
+    SidecarConfig c = ConfigLoader.load(null, Map.of(), Map.of("sglang-admin-key", "hunter2"));
+    assertThat(c.toString()).doesNotContain("hunter2").contains("(set)");
+  }
+}
