@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Pushes a BF16 safetensors checkpoint folder through weightsync_client (stdlib + grpc only).
+
+usage: push_golden.py TARGET MODEL_DIR VERSION [PART PARTS [FILTER]]
+FILTER (optional): only tensors whose name contains it ('!X' for those that do not).
+Prints the response's staged path and each engine's outcome; exits 1 with the status on failure.
+"""
+import json, os, struct, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import weightsync_client as ws  # noqa: E402
+
+
+def read_folder(d):
+    out = []
+    for fn in sorted(os.listdir(d)):
+        if not fn.endswith(".safetensors"):
+            continue
+        with open(os.path.join(d, fn), "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+            base = 8 + n
+            for name, meta in header.items():
+                if name == "__metadata__":
+                    continue
+                b, e = meta["data_offsets"]
+                f.seek(base + b)
+                out.append((name, ws.RawTensor(f.read(e - b), meta["dtype"], meta["shape"])))
+    return out
+
+
+def main():
+    target, model, version = sys.argv[1:4]
+    part, parts = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (0, 1)
+    tensors = read_folder(model)
+    if len(sys.argv) > 6:
+        f = sys.argv[6]
+        keep = (lambda n: f[1:] not in n) if f.startswith("!") else (lambda n: f in n)
+        tensors = [t for t in tensors if keep(t[0])]
+    try:
+        r = ws.push(tensors, version=version, target=target, part=part, parts=parts)
+    except ws.PushError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("staged", r.staged_path)
+    for e in r.engines:
+        print("engine", e.engine, ws.pb.EngineOutcome.Name(e.outcome), e.loaded_version)
+    print("timings total %.3f s" % r.timings.total_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
