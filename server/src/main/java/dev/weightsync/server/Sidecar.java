@@ -84,6 +84,9 @@ public final class Sidecar implements AutoCloseable {
         config.maxOpenTensors(), workers, "both", "");
     this.server = NettyServerBuilder.forPort(config.port())
         .maxInboundMessageSize(8 << 20)
+        // A fixed HTTP/2 window (no BDP auto-tuning): what Netty buffers per stream stays bounded
+        // while our manual flow control holds a sender back.
+        .flowControlWindow(4 << 20)
         .addService(service)
         .addService(health.getHealthService())
         .addService(ProtoReflectionServiceV1.newInstance())
