@@ -76,6 +76,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--max-open-tensors", description = "Incomplete tensors allowed at once per stream (default 4).")
   Integer maxOpenTensors;
 
+  @Option(names = "--shutdown-grace", description = "On SIGTERM, time for in-flight versions to finish (default 30s).")
+  String shutdownGrace;
+
   /** The flags that were given, by config key. */
   Map<String, Object> flags() {
     Map<String, Object> m = new LinkedHashMap<>();
@@ -97,6 +100,7 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "engine-retries", engineRetries);
     put(m, "engine-backoff", engineBackoff);
     put(m, "max-open-tensors", maxOpenTensors);
+    put(m, "shutdown-grace", shutdownGrace);
     return m;
   }
 
@@ -110,7 +114,11 @@ final class ServeCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     SidecarConfig cfg = ConfigLoader.load(config, System.getenv(), flags());
     Sidecar sidecar = new Sidecar(cfg).start();
-    Runtime.getRuntime().addShutdownHook(new Thread(sidecar::close, "weightsync-shutdown"));
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+      System.err.println("weightsync: shutting down (NOT_SERVING; in-flight versions get "
+          + cfg.shutdownGrace().toSeconds() + " s)");
+      sidecar.close();
+    }, "weightsync-shutdown"));
     System.err.println("weightsync: serving on port " + sidecar.port() + " with " + cfg);
     sidecar.awaitTermination();
     return 0;

@@ -74,6 +74,10 @@ class ProcessesIT {
       assertThat(bad.exitCode()).isNotZero();
       assertThat(bad.stderr()).contains("not a directory");
       assertThat(Files.readString(serveLog)).contains("version=42 outcome=loaded");
+
+      serve.destroy(); // SIGTERM
+      assertThat(serve.waitFor(60, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+      assertThat(Files.readString(serveLog)).contains("shutting down (NOT_SERVING");
     } finally {
       if (serve != null) {
         serve.destroy();

@@ -3,6 +3,7 @@ package dev.weightsync.server;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.Format;
@@ -13,6 +14,16 @@ import dev.weightsync.server.config.SidecarConfig;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.SglangAdapter;
 import dev.weightsync.server.ingest.WeightSyncService;
+import dev.weightsync.server.metrics.SyncMetrics;
+import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
+import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.core.instrument.binder.system.UptimeMetrics;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.stage.StagingArea;
 import io.grpc.Server;
@@ -49,7 +60,19 @@ public final class Sidecar implements AutoCloseable {
   private final Server server;
   private final StagingArea staging;
   private final QuantScheme scheme;
+  private final PrometheusMeterRegistry registry;
+  private final SyncMetrics metrics;
+  private final List<EngineAdapter> engines;
   private HttpServer http;
+  private boolean closing;
+  private final java.util.concurrent.ScheduledExecutorService readinessTimer =
+      Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "weightsync-readiness");
+        t.setDaemon(true);
+        return t;
+      });
+  /** The gRPC health service name that reports readiness. */
+  public static final String SERVICE = "weightsync.v1.WeightSync";
 
   public Sidecar(SidecarConfig config) throws IOException {
     this.config = config;
@@ -70,6 +93,7 @@ public final class Sidecar implements AutoCloseable {
       engines.add(new SglangAdapter(url, adminKey, config.engineTimeout(), config.engineRetries(),
           config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff()));
     }
+    this.engines = List.copyOf(engines);
     this.quantizer = new CpuQuantizer(config.effectiveThreads());
     this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, engines,
         config.partTimeout());
@@ -79,10 +103,21 @@ public final class Sidecar implements AutoCloseable {
       t.setDaemon(true);
       return t;
     });
+    this.registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    new JvmMemoryMetrics().bindTo(registry);
+    new JvmGcMetrics().bindTo(registry);
+    new JvmThreadMetrics().bindTo(registry);
+    new ClassLoaderMetrics().bindTo(registry);
+    new ProcessorMetrics().bindTo(registry);
+    new UptimeMetrics().bindTo(registry);
+    this.metrics = new SyncMetrics(registry, quantizer.device(), coordinator::inFlight,
+        this::stagingBytes);
+    coordinator.metrics(metrics);
     WeightSyncService service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
-        config.maxOpenTensors(), workers, "both", "");
+        config.maxOpenTensors(), workers, "both", "", metrics);
     this.server = NettyServerBuilder.forPort(config.port())
+        .intercept(new MetricCollectingServerInterceptor(registry))
         .maxInboundMessageSize(8 << 20)
         // A fixed HTTP/2 window (no BDP auto-tuning): what Netty buffers per stream stays bounded
         // while our manual flow control holds a sender back.
@@ -97,21 +132,59 @@ public final class Sidecar implements AutoCloseable {
     server.start();
     if (config.metricsPort() >= 0) {
       http = HttpServer.create(new InetSocketAddress(config.metricsPort()), 0);
-      http.createContext("/healthz", ex -> {
-        byte[] body = "ok\n".getBytes(StandardCharsets.UTF_8);
-        ex.sendResponseHeaders(200, body.length);
-        try (OutputStream out = ex.getResponseBody()) {
-          out.write(body);
-        }
+      http.createContext("/healthz", ex -> respond(ex, 200, "ok\n", "text/plain"));
+      http.createContext("/readyz", ex -> {
+        String problem = refreshReadiness();
+        respond(ex, problem == null ? 200 : 503, problem == null ? "ready\n" : problem + "\n",
+            "text/plain");
       });
+      http.createContext("/metrics", ex -> respond(ex, 200, registry.scrape(),
+          "text/plain; version=0.0.4; charset=utf-8"));
       http.start();
     }
+    // "" is liveness (serving while the process runs); the service name is readiness.
     health.setStatus("", ServingStatus.SERVING);
-    health.setStatus("weightsync.v1.WeightSync", ServingStatus.SERVING);
+    refreshReadiness();
+    readinessTimer.scheduleWithFixedDelay(this::refreshReadiness, 5, 5, TimeUnit.SECONDS);
     LOG.info(() -> "weightsync serving " + scheme.format() + " on port " + port() + " ("
         + quantizer.device() + "), staging in " + staging.root() + ", engines "
         + config.sglangUrls());
     return this;
+  }
+
+  private static void respond(HttpExchange ex, int status, String body, String type)
+      throws IOException {
+    byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+    ex.getResponseHeaders().set("Content-Type", type);
+    ex.sendResponseHeaders(status, bytes.length);
+    try (OutputStream out = ex.getResponseBody()) {
+      out.write(bytes);
+    }
+  }
+
+  /**
+   * Null when ready: the quantizer is up (it is, once constructed) and every engine answers its
+   * health check; else what is not ready.
+   */
+  private synchronized String refreshReadiness() {
+    if (closing) {
+      return "shutting down";
+    }
+    List<String> down = engines.stream().filter(e -> !e.healthy()).map(EngineAdapter::name).toList();
+    health.setStatus(SERVICE, down.isEmpty() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+    return down.isEmpty() ? null : "engines not answering /health: " + down;
+  }
+
+  private double stagingBytes() {
+    try {
+      return staging.bytesOnDisk();
+    } catch (IOException e) {
+      return Double.NaN;
+    }
+  }
+
+  public SyncMetrics metrics() {
+    return metrics;
   }
 
   /** The gRPC port (the real one when configured as 0). */
@@ -135,12 +208,22 @@ public final class Sidecar implements AutoCloseable {
     server.awaitTermination();
   }
 
+  /**
+   * Stops: health turns NOT_SERVING, new calls are refused, calls in flight get the grace period
+   * to finish (a version being delivered completes its engine sessions, which always end with the
+   * engine resumed or reported), then whatever is left is cancelled, which discards its parts.
+   */
   @Override
   public void close() {
+    synchronized (this) {
+      closing = true;
+    }
+    readinessTimer.shutdownNow();
     health.enterTerminalState();
     server.shutdown();
     try {
-      if (!server.awaitTermination(10, TimeUnit.SECONDS)) {
+      if (!server.awaitTermination(config.shutdownGrace().toMillis(), TimeUnit.MILLISECONDS)) {
+        LOG.warning("calls still in flight after the shutdown grace period; cancelling them");
         server.shutdownNow();
       }
     } catch (InterruptedException e) {

@@ -47,6 +47,7 @@ public final class ConfigLoader {
       engine-retries: 2
       engine-backoff: 200ms
       max-open-tensors: 4
+      shutdown-grace: 30s
       """;
 
   /** Keys that may be given several times and form a list. */

@@ -48,13 +48,16 @@ public record SidecarConfig(
     /** First wait between engine retries; it doubles per retry, up to 32 times this. */
     @JsonProperty("engine-backoff") Duration engineBackoff,
     /** Tensors being received at once per stream before flow control holds the sender back. */
-    @JsonProperty("max-open-tensors") int maxOpenTensors) {
+    @JsonProperty("max-open-tensors") int maxOpenTensors,
+    /** On SIGTERM: how long in-flight versions may take to finish before they are aborted. */
+    @JsonProperty("shutdown-grace") Duration shutdownGrace) {
 
   public SidecarConfig {
     Objects.requireNonNull(stagingDir, "staging-dir is required");
     Objects.requireNonNull(partTimeout, "part-timeout");
     Objects.requireNonNull(engineTimeout, "engine-timeout");
     Objects.requireNonNull(engineBackoff, "engine-backoff");
+    Objects.requireNonNull(shutdownGrace, "shutdown-grace");
     sglangUrls = sglangUrls == null ? List.of() : List.copyOf(sglangUrls);
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("port must be 0..65535, got " + port);
@@ -103,6 +106,6 @@ public record SidecarConfig(
         + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
         + ", threads=" + threads + ", pause-mode=" + pauseMode
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + "]";
+        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + "]";
   }
 }

@@ -18,4 +18,7 @@ public interface EngineAdapter {
 
   /** The last known state. */
   EngineState state();
+
+  /** Whether the engine answers its health check now (for readiness). */
+  boolean healthy();
 }

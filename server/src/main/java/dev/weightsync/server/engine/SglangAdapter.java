@@ -75,35 +75,35 @@ public final class SglangAdapter implements EngineAdapter {
       call("POST", "/pause_generation", JSON.createObjectNode().put("mode", pauseMode), retries);
     } catch (EngineCallException e) {
       resumeQuietly(); // the pause may have taken effect even though its answer was lost
-      return untouched(start, "pause_generation failed: " + e.getMessage());
+      return untouched(start, "pause", "pause_generation failed: " + e.getMessage());
     }
     try {
       flush();
     } catch (EngineCallException e) {
-      return resumeAfter(start, "flush_cache failed: " + e.getMessage());
+      return resumeAfter(start, "flush", "flush_cache failed: " + e.getMessage());
     }
     boolean session;
     try {
       session = optional("/begin_weight_update");
     } catch (EngineCallException e) {
-      return resumeAfter(start, "begin_weight_update failed: " + e.getMessage());
+      return resumeAfter(start, "begin", "begin_weight_update failed: " + e.getMessage());
     }
     String loadError = load(staged, version);
-    if (loadError == null && session) {
+    if (loadError != null) {
+      return failedLoad(start, "load", loadError);
+    }
+    if (session) {
       try {
         optional("/end_weight_update");
       } catch (EngineCallException e) {
-        loadError = "end_weight_update failed: " + e.getMessage();
+        return failedLoad(start, "end", "end_weight_update failed: " + e.getMessage());
       }
-    }
-    if (loadError != null) {
-      return failedLoad(start, loadError);
     }
     try {
       call("POST", "/continue_generation", JSON.createObjectNode(), retries);
     } catch (EngineCallException e) {
       return finish(start, EngineOutcome.FAILED_PAUSED, EngineState.PAUSED_FAILED, version,
-          "loaded " + version + " but continue_generation failed: " + e.getMessage());
+          "continue", "loaded " + version + " but continue_generation failed: " + e.getMessage());
     }
     String confirmed;
     try {
@@ -111,13 +111,13 @@ public final class SglangAdapter implements EngineAdapter {
           .asText("");
     } catch (EngineCallException e) {
       return finish(start, EngineOutcome.FAILED_RESUMED, EngineState.FAILED_RESUMED, "",
-          "loaded, but get_weight_version failed: " + e.getMessage());
+          "confirm", "loaded, but get_weight_version failed: " + e.getMessage());
     }
     if (!confirmed.equals(version)) {
       return finish(start, EngineOutcome.FAILED_RESUMED, EngineState.FAILED_RESUMED, confirmed,
-          "the engine reports weight_version '" + confirmed + "' after loading '" + version + "'");
+          "confirm", "the engine reports weight_version '" + confirmed + "' after loading '" + version + "'");
     }
-    return finish(start, EngineOutcome.LOADED, EngineState.SERVING, version, "");
+    return finish(start, EngineOutcome.LOADED, EngineState.SERVING, version, "", "");
   }
 
   private void flush() throws EngineCallException {
@@ -172,38 +172,48 @@ public final class SglangAdapter implements EngineAdapter {
     return error + " (after " + (retries + 1) + " attempt(s))";
   }
 
-  private EngineResult failedLoad(long start, String error) {
+  private EngineResult failedLoad(long start, String step, String error) {
     if (resumeAfterFailedLoad) {
       resumeQuietly();
-      return finish(start, EngineOutcome.FAILED_RESUMED, EngineState.FAILED_RESUMED, "",
+      return finish(start, EngineOutcome.FAILED_RESUMED, EngineState.FAILED_RESUMED, "", step,
           error + "; resumed anyway (resume-after-failed-load): it may serve a mix of versions");
     }
-    return finish(start, EngineOutcome.FAILED_PAUSED, EngineState.PAUSED_FAILED, "",
+    return finish(start, EngineOutcome.FAILED_PAUSED, EngineState.PAUSED_FAILED, "", step,
         error + "; the engine stays paused until a version loads");
   }
 
-  private EngineResult resumeAfter(long start, String error) {
+  private EngineResult resumeAfter(long start, String step, String error) {
     try {
       call("POST", "/continue_generation", JSON.createObjectNode(), retries);
     } catch (EngineCallException e) {
-      return finish(start, EngineOutcome.FAILED_PAUSED, EngineState.PAUSED_FAILED, "",
+      return finish(start, EngineOutcome.FAILED_PAUSED, EngineState.PAUSED_FAILED, "", step,
           error + "; and continue_generation failed: " + e.getMessage());
     }
-    return untouched(start, error);
+    return untouched(start, step, error);
   }
 
-  private EngineResult untouched(long start, String error) {
+  private EngineResult untouched(long start, String step, String error) {
     String loaded = state.loadedVersion();
     return finish(start, EngineOutcome.FAILED_UNTOUCHED,
         state.state().equals(EngineState.PAUSED_FAILED) ? EngineState.PAUSED_FAILED : EngineState.SERVING,
-        loaded, error + "; weights untouched, serving the previous version");
+        loaded, step, error + "; weights untouched, serving the previous version");
   }
 
   private EngineResult finish(long start, EngineOutcome outcome, String newState, String loaded,
-      String message) {
+      String step, String message) {
     String keep = outcome == EngineOutcome.FAILED_UNTOUCHED ? state.loadedVersion() : loaded;
     state = new EngineState(baseUrl, newState, keep, message);
-    return new EngineResult(baseUrl, outcome, keep, message, (System.nanoTime() - start) / 1e9);
+    return new EngineResult(baseUrl, outcome, keep, message, (System.nanoTime() - start) / 1e9,
+        step);
+  }
+
+  @Override
+  public boolean healthy() {
+    try {
+      return send("GET", "/health", null, 0).status() == 200;
+    } catch (EngineCallException e) {
+      return false;
+    }
   }
 
   private void resumeQuietly() {

@@ -12,6 +12,7 @@ import dev.weightsync.proto.v1.Commit;
 import dev.weightsync.proto.v1.Header;
 import dev.weightsync.proto.v1.TensorChunk;
 import dev.weightsync.server.pipeline.PartResult;
+import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.stage.ShardSpool;
 import io.grpc.Status;
@@ -66,6 +67,8 @@ final class PartReceiver {
   private final Quantizer quantizer;
   private final TensorSelector selector;
   private final int maxOpenTensors;
+  private final SyncMetrics metrics;
+  private final long startNanos = System.nanoTime();
   private final Map<String, Incoming> tensors = new LinkedHashMap<>();
   private final Set<String> claimed = new HashSet<>();
   private final List<TensorPlan> plans = new ArrayList<>();
@@ -80,7 +83,8 @@ final class PartReceiver {
   private double quantizeSeconds;
 
   PartReceiver(VersionCoordinator coordinator, Quantizer quantizer, TensorSelector selector,
-      int maxOpenTensors) {
+      int maxOpenTensors, SyncMetrics metrics) {
+    this.metrics = metrics;
     this.coordinator = coordinator;
     this.quantizer = quantizer;
     this.selector = selector;
@@ -173,6 +177,7 @@ final class PartReceiver {
       throw Status.INTERNAL.withDescription("cannot spool tensor " + t.spec.name() + ": "
           + e.getMessage()).asException();
     }
+    metrics.bytesReceived(length);
     t.ranges.put(offset, offset + length);
     t.received += length;
     if (t.received == t.spec.byteLength()) {
@@ -274,6 +279,10 @@ final class PartReceiver {
     }
     return new PartResult(part.index(), shard, List.copyOf(plans), bytesIn, shard.dataLength(),
         error, quantizeSeconds);
+  }
+
+  double secondsSinceStart() {
+    return (System.nanoTime() - startNanos) / 1e9;
   }
 
   VersionCoordinator.Part part() {

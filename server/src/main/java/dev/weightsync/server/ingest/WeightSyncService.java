@@ -16,6 +16,7 @@ import dev.weightsync.proto.v1.VersionProgress;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineState;
+import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.pipeline.VersionListener;
@@ -48,10 +49,12 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
   private final long startNanos = System.nanoTime();
   private final String role;
   private final String deviceNote;
+  private final SyncMetrics metrics;
 
   public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
       TensorSelector selector, Format format, int maxOpenTensors, ExecutorService workers,
-      String role, String deviceNote) {
+      String role, String deviceNote, SyncMetrics metrics) {
+    this.metrics = metrics;
     this.coordinator = coordinator;
     this.quantizer = quantizer;
     this.selector = selector;
@@ -79,12 +82,14 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
         (ServerCallStreamObserver<UpdateWeightsResponse>) responses;
     call.disableAutoRequest();
     Executor serial = MoreExecutors.newSequentialExecutor(workers);
-    PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, maxOpenTensors);
+    PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, maxOpenTensors,
+        metrics);
     AtomicBoolean finished = new AtomicBoolean();
 
     Runnable abandon = () -> {
       if (finished.compareAndSet(false, true)) {
         LOG.info(() -> receiver.describe() + ": stream cancelled or broken; part discarded");
+        metrics.updateFailed("cancelled", receiver.secondsSinceStart());
         receiver.discard();
       }
     };
@@ -124,6 +129,8 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
       private void fail(Status s) {
         if (finished.compareAndSet(false, true)) {
           LOG.info(() -> receiver.describe() + ": refused: " + s.getCode() + " " + s.getDescription());
+          metrics.updateFailed(s.getCode().name().toLowerCase(java.util.Locale.ROOT),
+              receiver.secondsSinceStart());
           receiver.discard();
           call.onError(s.asRuntimeException());
         }

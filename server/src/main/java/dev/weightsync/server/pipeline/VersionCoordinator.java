@@ -9,6 +9,7 @@ import dev.weightsync.core.checkpoint.CheckpointConverter;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineOutcome;
 import dev.weightsync.server.engine.EngineResult;
+import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.stage.ShardSpool;
 import dev.weightsync.server.stage.StagingArea;
 import io.grpc.Status;
@@ -114,6 +115,7 @@ public final class VersionCoordinator implements AutoCloseable {
         version.listeners.add(listener);
         complete = version.committed.size() == version.partCount;
         if (complete) {
+          delivering.incrementAndGet();
           inProgress.remove(version.id);
           version.timeout.cancel(false);
           version.lastCommitNanos = System.nanoTime();
@@ -161,6 +163,9 @@ public final class VersionCoordinator implements AutoCloseable {
       daemon("weightsync-deliver"));
   private final ExecutorService engineCalls = Executors.newCachedThreadPool(daemon("weightsync-engine"));
   private volatile String lastLoaded = "";
+  private final java.util.concurrent.atomic.AtomicInteger delivering =
+      new java.util.concurrent.atomic.AtomicInteger();
+  private SyncMetrics metrics;
 
   public VersionCoordinator(StagingArea staging, QuantScheme scheme, ObjectNode baseConfig,
       List<EngineAdapter> engines, Duration partTimeout) {
@@ -229,6 +234,9 @@ public final class VersionCoordinator implements AutoCloseable {
       waiting = List.copyOf(v.listeners);
     }
     LOG.warning(v.aborted.getDescription());
+    if (metrics != null) {
+      metrics.updateFailed("deadline_exceeded", (System.nanoTime() - v.firstHeaderNanos) / 1e9);
+    }
     discard(v);
     waiting.forEach(l -> l.failed(v.aborted));
   }
@@ -280,6 +288,9 @@ public final class VersionCoordinator implements AutoCloseable {
           tensorsOut, error, (v.lastCommitNanos - v.firstHeaderNanos) / 1e9, quantizeSeconds,
           stageSeconds, engineSeconds, (System.nanoTime() - v.firstHeaderNanos) / 1e9, results);
       LOG.info(() -> summary(outcome));
+      if (metrics != null) {
+        metrics.versionDelivered(outcome);
+      }
       List<EngineResult> failed = results.stream()
           .filter(r -> r.outcome() != EngineOutcome.LOADED).toList();
       for (VersionListener l : v.listeners) {
@@ -296,8 +307,23 @@ public final class VersionCoordinator implements AutoCloseable {
       discard(v);
       Status s = Status.INTERNAL.withDescription("version " + v.id + " could not be staged: "
           + e.getMessage() + "; no engine was called");
+      if (metrics != null) {
+        metrics.updateFailed("internal", (System.nanoTime() - v.firstHeaderNanos) / 1e9);
+      }
       v.listeners.forEach(l -> l.failed(s));
+    } finally {
+      delivering.decrementAndGet();
     }
+  }
+
+  /** Where version outcomes are counted; set once, before the server starts. */
+  public void metrics(SyncMetrics m) {
+    this.metrics = m;
+  }
+
+  /** Versions being received or delivered. */
+  public synchronized int inFlight() {
+    return inProgress.size() + delivering.get();
   }
 
   private static String summary(VersionOutcome o) {
