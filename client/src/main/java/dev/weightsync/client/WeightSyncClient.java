@@ -25,6 +25,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.zip.CRC32C;
 
 /**
@@ -108,15 +109,14 @@ public final class WeightSyncClient implements AutoCloseable {
       List<Tensor> tensors) throws IOException {
     CompletableFuture<UpdateWeightsResponse> result = new CompletableFuture<>();
     Object ready = new Object();
-    @SuppressWarnings("unchecked")
-    ClientCallStreamObserver<UpdateWeightsRequest>[] stream = new ClientCallStreamObserver[1];
+    AtomicReference<ClientCallStreamObserver<UpdateWeightsRequest>> stream = new AtomicReference<>();
     ClientResponseObserver<UpdateWeightsRequest, UpdateWeightsResponse> observer =
         new ClientResponseObserver<>() {
           private UpdateWeightsResponse response;
 
           @Override
           public void beforeStart(ClientCallStreamObserver<UpdateWeightsRequest> s) {
-            stream[0] = s;
+            stream.set(s);
             s.setOnReadyHandler(() -> {
               synchronized (ready) {
                 ready.notifyAll();
@@ -143,7 +143,7 @@ public final class WeightSyncClient implements AutoCloseable {
           }
         };
     WeightSyncGrpc.newStub(channel).updateWeights(observer);
-    ClientCallStreamObserver<UpdateWeightsRequest> s = stream[0];
+    ClientCallStreamObserver<UpdateWeightsRequest> s = stream.get();
     try {
       send(s, ready, result, UpdateWeightsRequest.newBuilder().setHeader(Header.newBuilder()
           .setWeightVersion(version).setPartIndex(part).setPartCount(parts)).build());

@@ -177,6 +177,10 @@ class BadInputAndEngineFaultsIT {
         Status.Code.INVALID_ARGUMENT, "second header");
     assertRefused(List.of(header("fmt", Format.INT4_GROUP)), true, Status.Code.FAILED_PRECONDITION,
         "serves FP8_BLOCK");
+    assertRefused(List.of(header("bigpart", -5, 2)), true, Status.Code.INVALID_ARGUMENT,
+        "part_index 4294967291 is not below part_count 2");
+    assertRefused(List.of(header("manyparts", 0, -1)), true, Status.Code.INVALID_ARGUMENT,
+        "part_count 4294967295 exceeds 4096");
     assertRefused(List.of(header("neg", 0, 1), chunk(W, "BF16", new long[] {-1L, 8}, 0, w)), true,
         Status.Code.INVALID_ARGUMENT);
     assertNextVersionLoads();

@@ -83,7 +83,8 @@ class BoundedMemoryIT {
       if (!p.isAlive()) {
         throw new AssertionError("sidecar exited: " + Files.readString(log));
       }
-      try (Socket s = new Socket("127.0.0.1", port)) {
+      try {
+        new Socket("127.0.0.1", port).close();
         return;
       } catch (IOException e) {
         Thread.sleep(100);

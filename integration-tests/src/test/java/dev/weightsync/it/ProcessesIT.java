@@ -34,7 +34,8 @@ class ProcessesIT {
       if (!p.isAlive()) {
         throw new AssertionError("process exited: " + Files.readString(log));
       }
-      try (Socket s = new Socket("127.0.0.1", port)) {
+      try {
+        new Socket("127.0.0.1", port).close();
         return;
       } catch (IOException e) {
         Thread.sleep(100);

@@ -33,7 +33,8 @@ class SidecarEndToEndIT {
         assertThat(e.getLoadedVersion()).isEqualTo("100");
       });
       assertThat(h.engine.routes()).isEqualTo(SGLANG_SEQUENCE);
-      var load = h.engine.calls().get(3).body();
+      var load = h.engine.calls().stream()
+          .filter(c -> c.route().equals("/update_weights_from_disk")).findFirst().orElseThrow().body();
       assertThat(load.get("weight_version").asText()).isEqualTo("100");
       assertThat(load.get("model_path").asText()).isEqualTo(r.getStagedPath());
       assertThat(h.engine.paused()).isFalse();

@@ -103,8 +103,7 @@ public final class CheckpointFolder implements Closeable {
       return;
     }
     JsonNode map = readJson(index).get("weight_map");
-    for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
-      var kv = it.next();
+    for (Map.Entry<String, JsonNode> kv : map.properties()) {
       SafetensorsFile f = fileOf.get(kv.getKey());
       if (f == null || !f.path().getFileName().toString().equals(kv.getValue().asText())) {
         throw new IOException(index + ": weight_map says tensor '" + kv.getKey() + "' is in "

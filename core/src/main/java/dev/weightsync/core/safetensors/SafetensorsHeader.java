@@ -53,8 +53,7 @@ public record SafetensorsHeader(List<SafetensorsEntry> entries, Map<String, Stri
     }
     Map<String, String> metadata = new LinkedHashMap<>();
     List<SafetensorsEntry> entries = new ArrayList<>();
-    for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
-      Map.Entry<String, JsonNode> field = it.next();
+    for (Map.Entry<String, JsonNode> field : root.properties()) {
       if (field.getKey().equals(METADATA_KEY)) {
         readMetadata(file, field.getValue(), metadata);
       } else {
@@ -89,8 +88,7 @@ public record SafetensorsHeader(List<SafetensorsEntry> entries, Map<String, Stri
     if (!node.isObject()) {
       throw new SafetensorsFormatException(file, null, "__metadata__ is not an object");
     }
-    for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-      Map.Entry<String, JsonNode> kv = it.next();
+    for (Map.Entry<String, JsonNode> kv : node.properties()) {
       if (!kv.getValue().isTextual()) {
         throw new SafetensorsFormatException(
             file, null, "__metadata__ value for '" + kv.getKey() + "' is not a string");

@@ -115,8 +115,7 @@ public final class ConfigLoader {
   }
 
   private static void merge(ObjectNode into, ObjectNode from, String source) {
-    for (Iterator<Map.Entry<String, JsonNode>> it = from.fields(); it.hasNext(); ) {
-      var kv = it.next();
+    for (Map.Entry<String, JsonNode> kv : from.properties()) {
       if (!into.has(kv.getKey())) {
         throw new IllegalArgumentException(source + ": unknown config key '" + kv.getKey()
             + "' (known: " + String.join(", ", iterable(into.fieldNames())) + ")");

@@ -46,6 +46,7 @@ final class PartReceiver {
 
   static final int MAX_CHUNK_BYTES = 4 << 20;
   static final int MAX_NAME_LENGTH = 1024;
+  static final int MAX_PARTS = 4096;
   private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9._-]{1,128}");
 
   /** A tensor whose bytes are arriving. */
@@ -107,9 +108,14 @@ final class PartReceiver {
       throw invalid("weight_version '" + h.getWeightVersion()
           + "' must be 1-128 characters of A-Z a-z 0-9 . _ -");
     }
+    // uint32 fields arrive as Java ints: compare unsigned so that 2^31 and above are refused.
     int count = h.getPartCount() == 0 ? 1 : h.getPartCount();
-    if (h.getPartIndex() >= count) {
-      throw invalid("part_index " + h.getPartIndex() + " is not below part_count " + count);
+    if (Integer.compareUnsigned(count, MAX_PARTS) > 0) {
+      throw invalid("part_count " + Integer.toUnsignedString(count) + " exceeds " + MAX_PARTS);
+    }
+    if (Integer.compareUnsigned(h.getPartIndex(), count) >= 0) {
+      throw invalid("part_index " + Integer.toUnsignedString(h.getPartIndex())
+          + " is not below part_count " + count);
     }
     if (h.getFormat() != dev.weightsync.proto.v1.Format.FORMAT_UNSPECIFIED
         && h.getFormat() != serverFormat) {
@@ -120,7 +126,7 @@ final class PartReceiver {
       throw Status.FAILED_PRECONDITION.withDescription("this sidecar quantizes source weights"
           + " itself; it does not accept already-quantized payloads").asException();
     }
-    part = coordinator.open(h.getWeightVersion(), (int) h.getPartIndex(), count);
+    part = coordinator.open(h.getWeightVersion(), h.getPartIndex(), count);
     try {
       String base = String.format("model-%05d-of-%05d", part.index() + 1, count);
       spoolPath = part.directory().resolve("." + base + ".incoming");
