@@ -3,7 +3,8 @@ package dev.weightsync.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.weightsync.core.checkpoint.CheckpointConverter;
 import dev.weightsync.core.checkpoint.CheckpointWriter;
-import dev.weightsync.core.quant.CpuQuantizer;
+import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.server.quant.Quantizers;
 import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.QuantScheme;
 import java.io.PrintStream;
@@ -41,6 +42,10 @@ final class ConvertCommand implements Callable<Integer> {
       description = "Largest output shard (default ${DEFAULT-VALUE}).")
   long maxShardBytes = CheckpointWriter.DEFAULT_MAX_SHARD_BYTES;
 
+  @Option(names = "--device", defaultValue = "cpu",
+      description = "Where to quantize: cpu (default), cuda, cuda:N or auto; the bytes are the same.")
+  String device;
+
   @Option(names = "--force", description = "Replace a non-empty output folder (only once the new one is complete).")
   boolean force;
 
@@ -53,7 +58,11 @@ final class ConvertCommand implements Callable<Integer> {
     ProgressLine progress = new ProgressLine(err);
     long start = System.nanoTime();
     CheckpointConverter.Result r;
-    try (CpuQuantizer q = new CpuQuantizer(n)) {
+    Quantizers.Choice choice = Quantizers.create(device, n);
+    if (!choice.note().isEmpty()) {
+      err.println("note: " + choice.note());
+    }
+    try (Quantizer q = choice.quantizer()) {
       r = new CheckpointConverter(q, scheme, maxShardBytes)
           .convert(inputDir, outputDir, force, progress::tensorDone);
     }
@@ -63,10 +72,10 @@ final class ConvertCommand implements Callable<Integer> {
           + " the group size " + scheme.groupSize() + " (added to the config's ignore list)");
     }
     err.printf("converted %d tensors (%d quantized) from %s to %s as %s: %s in, %s out,"
-            + " %.2f s (%.2f GB/s), %d thread(s); max abs error %.3g, rel RMS error %.3g%n",
+            + " %.2f s (%.2f GB/s) on %s, %d CPU thread(s); max abs error %.3g, rel RMS error %.3g%n",
         r.tensorsIn(), r.quantized(), inputDir, outputDir, scheme.format(),
         ByteSizeConverter.format(r.bytesIn()), ByteSizeConverter.format(r.bytesOut()), seconds,
-        r.bytesIn() / seconds / 1e9, n, r.error().maxAbs(), r.error().relRms());
+        r.bytesIn() / seconds / 1e9, choice.quantizer().device(), n, r.error().maxAbs(), r.error().relRms());
     return 0;
   }
 }

@@ -79,6 +79,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--shutdown-grace", description = "On SIGTERM, time for in-flight versions to finish (default 30s).")
   String shutdownGrace;
 
+  @Option(names = "--device", description = "Where to quantize: auto (default: the GPU when there is one), cpu, cuda, cuda:N.")
+  String device;
+
   /** The flags that were given, by config key. */
   Map<String, Object> flags() {
     Map<String, Object> m = new LinkedHashMap<>();
@@ -101,6 +104,7 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "engine-backoff", engineBackoff);
     put(m, "max-open-tensors", maxOpenTensors);
     put(m, "shutdown-grace", shutdownGrace);
+    put(m, "device", device);
     return m;
   }
 

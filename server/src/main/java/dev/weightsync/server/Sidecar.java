@@ -5,7 +5,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
-import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.Quantizer;
@@ -25,6 +24,7 @@ import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import dev.weightsync.server.pipeline.VersionCoordinator;
+import dev.weightsync.server.quant.Quantizers;
 import dev.weightsync.server.stage.StagingArea;
 import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
@@ -94,7 +94,8 @@ public final class Sidecar implements AutoCloseable {
           config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff()));
     }
     this.engines = List.copyOf(engines);
-    this.quantizer = new CpuQuantizer(config.effectiveThreads());
+    Quantizers.Choice choice = Quantizers.create(config.device(), config.effectiveThreads());
+    this.quantizer = choice.quantizer();
     this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, engines,
         config.partTimeout());
     AtomicInteger n = new AtomicInteger();
@@ -115,7 +116,7 @@ public final class Sidecar implements AutoCloseable {
     coordinator.metrics(metrics);
     WeightSyncService service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
-        config.maxOpenTensors(), workers, "both", "", metrics);
+        config.maxOpenTensors(), workers, "both", choice.note(), metrics);
     this.server = NettyServerBuilder.forPort(config.port())
         .intercept(new MetricCollectingServerInterceptor(registry))
         .maxInboundMessageSize(8 << 20)

@@ -48,6 +48,7 @@ public final class ConfigLoader {
       engine-backoff: 200ms
       max-open-tensors: 4
       shutdown-grace: 30s
+      device: auto
       """;
 
   /** Keys that may be given several times and form a list. */

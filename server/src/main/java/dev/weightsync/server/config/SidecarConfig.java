@@ -50,7 +50,9 @@ public record SidecarConfig(
     /** Tensors being received at once per stream before flow control holds the sender back. */
     @JsonProperty("max-open-tensors") int maxOpenTensors,
     /** On SIGTERM: how long in-flight versions may take to finish before they are aborted. */
-    @JsonProperty("shutdown-grace") Duration shutdownGrace) {
+    @JsonProperty("shutdown-grace") Duration shutdownGrace,
+    /** Where to quantize: auto (the GPU when there is one), cpu, cuda or cuda:N. */
+    @JsonProperty("device") String device) {
 
   public SidecarConfig {
     Objects.requireNonNull(stagingDir, "staging-dir is required");
@@ -106,6 +108,6 @@ public record SidecarConfig(
         + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
         + ", threads=" + threads + ", pause-mode=" + pauseMode
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + "]";
+        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + "]";
   }
 }

@@ -1,0 +1,71 @@
+package dev.weightsync.server.quant;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.weightsync.core.quant.QuantScheme;
+import dev.weightsync.core.quant.Format;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import org.junit.jupiter.api.Test;
+
+class KernelsTest {
+
+  @Test
+  void theCommittedPtxWasBuiltFromTheCommittedSource() throws Exception {
+    byte[] source = Files.readAllBytes(Path.of("src/main/cuda/quantize.cu"));
+    String hash = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(source));
+    String ptx = new String(CudaQuantizer.ptx(), StandardCharsets.UTF_8);
+    assertThat(ptx.lines().findFirst().orElse(""))
+        .as("kernels/quantize.ptx is stale: run server/src/main/cuda/build-ptx.sh (needs nvcc)")
+        .isEqualTo("// weightsync-source-sha256: " + hash);
+    assertThat(ptx).contains(".entry fp8_block").contains(".entry int4_group");
+  }
+
+  @Test
+  void autoFallsBackToTheCpuWithAReasonWhereThereIsNoGpu() {
+    Quantizers.Choice c = Quantizers.create("auto", 1);
+    try {
+      if (c.quantizer().device().startsWith("cuda")) {
+        assertThat(c.note()).isEmpty(); // on a GPU machine: nothing to fall back from
+      } else {
+        assertThat(c.quantizer().device()).isEqualTo("cpu");
+        assertThat(c.note()).contains("no usable GPU").doesNotContain("\n");
+      }
+    } finally {
+      c.quantizer().close();
+    }
+  }
+
+  @Test
+  void theGpuPathReproducesTheGoldenFolders() throws Exception {
+    Quantizers.Choice c = Quantizers.create("auto", 2);
+    try {
+      assumeTrue(c.quantizer().device().startsWith("cuda"),
+          "skipped: no CUDA GPU here (" + c.note() + "); the GPU path is verified on the GPU"
+              + " machine with `bin/weightsync bench gpu` and `convert --device cuda`; the CPU"
+              + " path it must equal is covered by the golden tests");
+      Path golden = Path.of(System.getProperty("weightsync.golden", "../../shared/golden"));
+      for (String[] g : new String[][] {{"fp8", "fp8-block"}, {"int4_g32", "int4-group"}}) {
+        Path out = Files.createTempDirectory("gpu-golden");
+        Files.delete(out);
+        new dev.weightsync.core.checkpoint.CheckpointConverter(c.quantizer(),
+            QuantScheme.of(Format.parse(g[1]), g[0].equals("int4_g32") ? 32 : null), 1L << 30)
+            .convert(golden.resolve("bf16"), out, false, null);
+        try (var want = dev.weightsync.core.checkpoint.CheckpointFolder.open(golden.resolve(g[0]));
+            var got = dev.weightsync.core.checkpoint.CheckpointFolder.open(out)) {
+          assertThat(got.tensors()).containsExactlyInAnyOrderElementsOf(want.tensors());
+          for (var t : want.tensors()) {
+            assertThat(got.source(t.name()).window(0, (int) t.byteLength()))
+                .as(t.name()).isEqualTo(want.source(t.name()).window(0, (int) t.byteLength()));
+          }
+        }
+      }
+    } finally {
+      c.quantizer().close();
+    }
+  }
+}
