@@ -99,7 +99,6 @@ fp8_block(const uint16_t* __restrict__ w, uint8_t* __restrict__ q, float* __rest
     if (!(colOk && r < rows)) continue;
     uint32_t words[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
     uint32_t out[2] = {0, 0};
-    float le = 0.f, lr = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
       float x = bf16_to_f32((uint16_t)(words[j >> 1] >> ((j & 1) * 16)));
@@ -110,11 +109,10 @@ fp8_block(const uint16_t* __restrict__ w, uint8_t* __restrict__ q, float* __rest
       float deq = __fmul_rn(e4m3_value(code), s);
       float e = __fsub_rn((bits >> 31) ? -deq : deq, x);
       maxErr = fmaxf(maxErr, fabsf(e));
-      le = __fadd_rn(le, __fmul_rn(e, e));
-      lr = __fadd_rn(lr, __fmul_rn(x, x));
+      err2 += (double)e * (double)e;  // f64, as the spec asks (and f32 squares overflow)
+      ref2 += (double)x * (double)x;
       out[j >> 2] |= (((bits >> 24) & 0x80u) | code) << ((j & 3) * 8);
     }
-    err2 += le; ref2 += lr;
     *reinterpret_cast<uint2*>(q + (size_t)r * K + c) = make_uint2(out[0], out[1]);
   }
   block_reduce_stats(maxErr, err2, ref2, partials);
@@ -148,7 +146,6 @@ int4_group(const uint16_t* __restrict__ w, int32_t* __restrict__ packed,
     uint16_t sBf16 = (uint16_t)((sb + 0x7FFFu + ((sb >> 16) & 1u)) >> 16);
     float sDeq = bf16_to_f32(sBf16);
     uint32_t word = 0;
-    float le = 0.f, lr = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
       int qv = __float2int_rn(__fdiv_rn(x[j], s));
@@ -156,10 +153,9 @@ int4_group(const uint16_t* __restrict__ w, int32_t* __restrict__ packed,
       word |= (uint32_t)(qv + 8) << (4 * j);
       float e = __fsub_rn(__fmul_rn((float)qv, sDeq), x[j]);
       maxErr = fmaxf(maxErr, fabsf(e));
-      le = __fadd_rn(le, __fmul_rn(e, e));
-      lr = __fadd_rn(lr, __fmul_rn(x[j], x[j]));
+      err2 += (double)e * (double)e;
+      ref2 += (double)x[j] * (double)x[j];
     }
-    err2 = le; ref2 = lr;
     packed[t] = (int32_t)word;
     if ((t & (seg - 1)) == 0) {
       long long wordsPerRow = K >> 3;

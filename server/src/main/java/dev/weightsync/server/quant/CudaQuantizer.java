@@ -124,7 +124,7 @@ public final class CudaQuantizer implements Quantizer {
     cuModuleGetFunction(int4, module, "int4_group");
     dIn = alloc(bufferBytes);
     dOut = alloc(bufferBytes); // FP8 and INT4 outputs are smaller than their BF16 input
-    dScales = alloc(bufferBytes / 64 + 4096);
+    dScales = alloc(bufferBytes / 8 + 4096); // INT4 with G = 8: one BF16 scale per 8 BF16 inputs
     partialsCapacity = bufferBytes / (2 * THREADS * 8) + 1024;
     dPartials = alloc(partialsCapacity * 3 * Sizeof.DOUBLE);
     dFlag = alloc(Sizeof.INT);
