@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #define BLOCK 128
-#define THREADS 256
+#define THREADS 512
 
 __device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float(((uint32_t)b) << 16); }
 
@@ -46,18 +46,19 @@ __device__ __forceinline__ void block_reduce_stats(float maxErr, double err2, do
 }
 
 // One 128x128 tile per thread block (grid = [ceil(K/128), ceil(rows/128)]). Requires K % 8 == 0:
-// each thread loads 8 BF16 (16 bytes) per row it handles: column group x % 16, rows x / 16 + 16 i.
+// each thread loads 8 BF16 (16 bytes) per row it handles: column group x % 16, rows x / 16 + 32 i
+// (4 rows a thread: few registers, so many tiles are in flight to hide memory latency).
 extern "C" __global__ void __launch_bounds__(THREADS)
 fp8_block(const uint16_t* __restrict__ w, uint8_t* __restrict__ q, float* __restrict__ scales,
           double* __restrict__ partials, int* __restrict__ nonFinite, int rows, int K, int ue8m0) {
   const int c = blockIdx.x * BLOCK + (threadIdx.x & 15) * 8;
   const int r0 = blockIdx.y * BLOCK + (threadIdx.x >> 4);
   const bool colOk = c < K;
-  uint4 v[8];
+  uint4 v[4];
   uint32_t amax = 0;
 #pragma unroll
-  for (int i = 0; i < 8; i++) {
-    int r = r0 + 16 * i;
+  for (int i = 0; i < 4; i++) {
+    int r = r0 + 32 * i;
     if (colOk && r < rows) {
       v[i] = *reinterpret_cast<const uint4*>(w + (size_t)r * K + c);
       uint32_t words[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
@@ -94,8 +95,8 @@ fp8_block(const uint16_t* __restrict__ w, uint8_t* __restrict__ q, float* __rest
   if (threadIdx.x == 0) scales[(size_t)blockIdx.y * gridDim.x + blockIdx.x] = s;
   float maxErr = 0.f; double err2 = 0.0, ref2 = 0.0;
 #pragma unroll
-  for (int i = 0; i < 8; i++) {
-    int r = r0 + 16 * i;
+  for (int i = 0; i < 4; i++) {
+    int r = r0 + 32 * i;
     if (!(colOk && r < rows)) continue;
     uint32_t words[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
     uint32_t out[2] = {0, 0};

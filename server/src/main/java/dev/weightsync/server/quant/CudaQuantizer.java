@@ -57,7 +57,7 @@ import jcuda.driver.JCudaDriver;
  */
 public final class CudaQuantizer implements Quantizer {
 
-  static final int THREADS = 256;
+  static final int THREADS = 512;
   static final int BLOCK = 128;
 
   private final ExecutorService owner = Executors.newSingleThreadExecutor(r -> {
