@@ -9,7 +9,6 @@ import dev.weightsync.core.tensor.DType;
 import dev.weightsync.core.tensor.TensorSpec;
 import java.io.IOException;
 import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
@@ -61,7 +60,7 @@ class BoundedMemoryIT {
     pb.environment().put("WEIGHTSYNC_JAVA_OPTS", "-Xmx64m -XX:MaxDirectMemorySize=64m");
     Process serve = pb.start();
     try {
-      awaitPort(grpcPort, serve, log);
+      Launcher.awaitPort(grpcPort, serve, log);
       Launcher.Result push = Launcher.weightsync("push", "--target", "127.0.0.1:" + grpcPort,
           "--model-dir", model.toString(), "--version", "big");
       assertThat(push.exitCode()).as(push.stderr() + Files.readString(log)).isZero();
@@ -76,20 +75,5 @@ class BoundedMemoryIT {
       serve.destroy();
       serve.waitFor();
     }
-  }
-
-  private static void awaitPort(int port, Process p, Path log) throws Exception {
-    for (int i = 0; i < 300; i++) {
-      if (!p.isAlive()) {
-        throw new AssertionError("sidecar exited: " + Files.readString(log));
-      }
-      try {
-        new Socket("127.0.0.1", port).close();
-        return;
-      } catch (IOException e) {
-        Thread.sleep(100);
-      }
-    }
-    throw new AssertionError("sidecar did not start: " + Files.readString(log));
   }
 }

@@ -49,6 +49,22 @@ final class Launcher {
     }
   }
 
+  /** Waits until something listens on {@code port}; fails with the process's log if it exits. */
+  static void awaitPort(int port, Process p, Path log) throws Exception {
+    for (int i = 0; i < 300; i++) {
+      if (!p.isAlive()) {
+        throw new AssertionError("process exited: " + Files.readString(log));
+      }
+      try {
+        new java.net.Socket("127.0.0.1", port).close();
+        return;
+      } catch (IOException e) {
+        Thread.sleep(100);
+      }
+    }
+    throw new AssertionError("nothing listens on " + port + ": " + Files.readString(log));
+  }
+
   /** A python3 that runs the shared stdlib-only tools (hfcmp.py). */
   static String python() {
     return Files.isExecutable(Paths.get("/usr/bin/python3")) ? "/usr/bin/python3" : "python3";

@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.IOException;
 import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -29,21 +28,6 @@ class ProcessesIT {
     return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
   }
 
-  private static void awaitPort(int port, Process p, Path log) throws Exception {
-    for (int i = 0; i < 300; i++) {
-      if (!p.isAlive()) {
-        throw new AssertionError("process exited: " + Files.readString(log));
-      }
-      try {
-        new Socket("127.0.0.1", port).close();
-        return;
-      } catch (IOException e) {
-        Thread.sleep(100);
-      }
-    }
-    throw new AssertionError("nothing listens on " + port + ": " + Files.readString(log));
-  }
-
   @Test
   void servePushAndStatusAcrossProcesses() throws Exception {
     int enginePort = freePort();
@@ -53,11 +37,11 @@ class ProcessesIT {
     Process engine = start(engineLog, "engine", "--port", String.valueOf(enginePort));
     Process serve = null;
     try {
-      awaitPort(enginePort, engine, engineLog);
+      Launcher.awaitPort(enginePort, engine, engineLog);
       serve = start(serveLog, "serve", "--port", String.valueOf(grpcPort), "--metrics-port", "-1",
           "--format", "fp8-block", "--staging-dir", tmp.resolve("staging").toString(),
           "--sglang-url", "http://127.0.0.1:" + enginePort);
-      awaitPort(grpcPort, serve, serveLog);
+      Launcher.awaitPort(grpcPort, serve, serveLog);
       String target = "127.0.0.1:" + grpcPort;
 
       Launcher.Result push = Launcher.weightsync("push", "--target", target, "--model-dir",

@@ -186,21 +186,7 @@ public final class CudaQuantizer implements Quantizer {
     if (!onGpu(plan) || plan.input().cols() * 2 * BLOCK > bufferBytes) {
       return cpu.quantize(plan, source, sink);
     }
-    try {
-      return owner.submit(() -> gpu(plan, source, sink)).get();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted while quantizing on the GPU", e);
-    } catch (ExecutionException e) {
-      Throwable c = e.getCause();
-      if (c instanceof IOException io) {
-        throw io;
-      }
-      if (c instanceof RuntimeException r) {
-        throw r;
-      }
-      throw new IOException(c);
-    }
+    return call(() -> gpu(plan, source, sink));
   }
 
   private QuantError gpu(TensorPlan plan, TensorSource source, TensorSink sink) throws IOException {
@@ -308,22 +294,24 @@ public final class CudaQuantizer implements Quantizer {
     sink.write(name, offset, hostOut.duplicate());
   }
 
+  /**
+   * Runs {@code c} on the thread that owns the context and rethrows what it threw unchanged
+   * (checked IOExceptions included, which {@link #quantize} declares).
+   */
   private <T> T call(Callable<T> c) {
     try {
       return owner.submit(c).get();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new IllegalStateException(e);
+      throw new IllegalStateException("interrupted while waiting for the GPU", e);
     } catch (ExecutionException e) {
-      Throwable cause = e.getCause();
-      if (cause instanceof RuntimeException r) {
-        throw r;
-      }
-      if (cause instanceof Error err) {
-        throw err;
-      }
-      throw new IllegalStateException(cause);
+      throw CudaQuantizer.<RuntimeException>sneaky(e.getCause());
     }
+  }
+
+  @SuppressWarnings("unchecked")
+  private static <E extends Throwable> E sneaky(Throwable t) throws E {
+    throw (E) t;
   }
 
   /**
