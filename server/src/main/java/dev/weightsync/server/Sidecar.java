@@ -184,10 +184,6 @@ public final class Sidecar implements AutoCloseable {
     }
   }
 
-  public SyncMetrics metrics() {
-    return metrics;
-  }
-
   /** The gRPC port (the real one when configured as 0). */
   public int port() {
     return server.getPort();

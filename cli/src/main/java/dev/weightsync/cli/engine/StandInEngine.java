@@ -222,7 +222,7 @@ public final class StandInEngine implements AutoCloseable {
         }
         case "/_state" -> reply(ex, 200, JSON.createObjectNode().put("paused", paused)
             .put("weight_version", weightVersion).put("model_path", modelPath)
-            .put("loaded_tensors", loadedTensors));
+            .put("loaded_tensors", loadedTensors).put("loaded_bytes", loadedBytes));
         case "/_faults" -> {
           faults.sessionRoutes404 = body.path("session_routes_404").asBoolean(faults.sessionRoutes404);
           faults.loadFailures = body.path("load_failures").asInt(faults.loadFailures);

@@ -80,11 +80,6 @@ public final class CheckpointWriter implements TensorSink, Closeable {
     return totalSize;
   }
 
-  /** Bytes of all shard files, headers included. */
-  public long fileBytes() {
-    return shards.stream().mapToLong(SafetensorsWriter::fileSize).sum();
-  }
-
   @Override
   public void write(String name, long offset, ByteBuffer data) throws IOException {
     SafetensorsWriter w = shardOf.get(name);

@@ -77,10 +77,6 @@ public final class SafetensorsWriter implements TensorSink, Closeable {
     return dataStart + dataLength;
   }
 
-  public boolean holds(String name) {
-    return index.containsKey(name);
-  }
-
   @Override
   public void write(String name, long offset, ByteBuffer data) throws IOException {
     Integer i = index.get(name);

@@ -355,10 +355,6 @@ public final class CudaQuantizer implements Quantizer {
     });
   }
 
-  public long bufferBytes() {
-    return bufferBytes;
-  }
-
   private void fillRandomBf16(long bytes) {
     java.util.SplittableRandom r = new java.util.SplittableRandom(3);
     int chunk = (int) Math.min(bytes, hostIn.capacity());
@@ -370,14 +366,6 @@ public final class CudaQuantizer implements Quantizer {
     for (long off = 0; off < bytes; off += chunk) {
       cuMemcpyHtoD(dIn.withByteOffset(off), Pointer.to(hostIn), Math.min(chunk, bytes - off));
     }
-  }
-
-  /** Runs {@code work} on the thread that owns the context (for benchmarks). */
-  public <T> T onDevice(Callable<T> work) {
-    return call(() -> {
-      cuCtxSetCurrent(context);
-      return work.call();
-    });
   }
 
   @Override
