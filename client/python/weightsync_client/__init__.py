@@ -137,13 +137,14 @@ def _requests(named_tensors, version, part, parts, chunk_bytes):
 
 def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, part: int = 0,
          parts: int = 1, chunk_bytes: int = CHUNK_BYTES, timeout: float | None = None,
-         attempts: int = 3, channel: grpc.Channel | None = None):
+         attempts: int = 3, channel: grpc.Channel | None = None, token: str | None = None):
     """Sends ``named_tensors`` as part ``part`` of ``parts`` of weight version ``version``.
 
     Returns the sidecar's ``UpdateWeightsResponse`` (timings, sizes, each engine's result) once
     the whole version has been loaded. A part refused with UNAVAILABLE is retried as a whole (the
     tensors are read again, so pass a list, not a one-shot iterator, when attempts > 1).
-    Raises ``PushError`` with the sidecar's status otherwise.
+    Raises ``PushError`` with the sidecar's status otherwise. ``token`` is sent as
+    ``authorization: Bearer <token>`` (for a sidecar started with ``--auth-token-file``).
     """
     if not 0 < chunk_bytes <= CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be 1..{CHUNK_BYTES}")
@@ -156,7 +157,8 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
                                response_deserializer=pb.UpdateWeightsResponse.FromString)
         for attempt in range(attempts):
             try:
-                return call(_requests(tensors, version, part, parts, chunk_bytes), timeout=timeout)
+                return call(_requests(tensors, version, part, parts, chunk_bytes), timeout=timeout,
+                            metadata=_auth(token))
             except grpc.RpcError as e:
                 if e.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
                     time.sleep(0.2 * (2 ** attempt))
@@ -167,10 +169,14 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
             ch.close()
 
 
-def status(target: str, timeout: float = 30.0):
+def _auth(token):
+    return [("authorization", "Bearer " + token)] if token else None
+
+
+def status(target: str, timeout: float = 30.0, token: str | None = None):
     """The sidecar's ``GetStatusResponse``."""
     with grpc.insecure_channel(target) as ch:
         call = ch.unary_unary(_STATUS_METHOD,
                               request_serializer=pb.GetStatusRequest.SerializeToString,
                               response_deserializer=pb.GetStatusResponse.FromString)
-        return call(pb.GetStatusRequest(), timeout=timeout)
+        return call(pb.GetStatusRequest(), timeout=timeout, metadata=_auth(token))

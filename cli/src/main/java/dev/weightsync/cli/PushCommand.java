@@ -16,6 +16,9 @@ final class PushCommand implements Callable<Integer> {
   @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
   String target;
 
+  @Option(names = "--auth-token-file", description = "A file whose first line is the bearer token to send.")
+  java.nio.file.Path authTokenFile;
+
   @Option(names = "--model-dir", required = true, description = "A BF16 checkpoint folder.")
   Path modelDir;
 
@@ -30,7 +33,7 @@ final class PushCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    try (WeightSyncClient client = WeightSyncClient.connect(target)) {
+    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile))) {
       UpdateWeightsResponse r = client.pushFolder(modelDir, version, part, parts);
       System.out.print(Reports.response(r));
       return 0;

@@ -82,6 +82,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--device", description = "Where to quantize: auto (default: the GPU when there is one), cpu, cuda, cuda:N.")
   String device;
 
+  @Option(names = "--auth-token-file", description = "Bearer tokens (one a line) required on UpdateWeights and GetStatus.")
+  Path authTokenFile;
+
   /** The flags that were given, by config key. */
   Map<String, Object> flags() {
     Map<String, Object> m = new LinkedHashMap<>();
@@ -105,6 +108,7 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "max-open-tensors", maxOpenTensors);
     put(m, "shutdown-grace", shutdownGrace);
     put(m, "device", device);
+    put(m, "auth-token-file", authTokenFile == null ? null : authTokenFile.toString());
     return m;
   }
 

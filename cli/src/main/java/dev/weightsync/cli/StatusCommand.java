@@ -16,9 +16,12 @@ final class StatusCommand implements Callable<Integer> {
   @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
   String target;
 
+  @Option(names = "--auth-token-file", description = "A file whose first line is the bearer token to send.")
+  java.nio.file.Path authTokenFile;
+
   @Override
-  public Integer call() {
-    try (WeightSyncClient client = WeightSyncClient.connect(target)) {
+  public Integer call() throws java.io.IOException {
+    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile))) {
       GetStatusResponse s = client.status();
       System.out.printf("role %s, format %s, device %s, up %.0f s, last loaded version '%s'%n",
           s.getRole(), s.getFormat(), s.getDevice(), s.getUptimeSeconds(), s.getLastVersion());

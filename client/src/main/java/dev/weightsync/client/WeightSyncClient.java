@@ -12,11 +12,13 @@ import dev.weightsync.proto.v1.UpdateWeightsRequest;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
+import io.grpc.stub.MetadataUtils;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -61,9 +63,23 @@ public final class WeightSyncClient implements AutoCloseable {
 
   /** A client over a plaintext channel to {@code target} (HOST:PORT). */
   public static WeightSyncClient connect(String target) {
-    ManagedChannel ch = NettyChannelBuilder.forTarget(target).usePlaintext()
-        .maxInboundMessageSize(8 << 20).build();
-    return new WeightSyncClient(ch, true, DEFAULT_CHUNK_BYTES, 3);
+    return connect(target, null);
+  }
+
+  /**
+   * A client over a plaintext channel to {@code target} (HOST:PORT) that sends {@code token} as
+   * {@code authorization: Bearer <token>} on every call (none when null).
+   */
+  public static WeightSyncClient connect(String target, String token) {
+    NettyChannelBuilder b = NettyChannelBuilder.forTarget(target).usePlaintext()
+        .maxInboundMessageSize(8 << 20);
+    if (token != null) {
+      Metadata headers = new Metadata();
+      headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
+          "Bearer " + token);
+      b.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
+    return new WeightSyncClient(b.build(), true, DEFAULT_CHUNK_BYTES, 3);
   }
 
   public GetStatusResponse status() {

@@ -25,6 +25,7 @@ import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.quant.Quantizers;
+import dev.weightsync.server.security.BearerTokenInterceptor;
 import dev.weightsync.server.stage.StagingArea;
 import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
@@ -117,7 +118,12 @@ public final class Sidecar implements AutoCloseable {
     WeightSyncService service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
         config.maxOpenTensors(), workers, "both", choice.note(), metrics);
-    this.server = NettyServerBuilder.forPort(config.port())
+    NettyServerBuilder builder = NettyServerBuilder.forPort(config.port());
+    if (config.authTokenFile() != null) {
+      builder.intercept(new BearerTokenInterceptor(SERVICE,
+          BearerTokenInterceptor.readTokens(config.authTokenFile())));
+    }
+    this.server = builder
         .intercept(new MetricCollectingServerInterceptor(registry))
         .maxInboundMessageSize(8 << 20)
         // A fixed HTTP/2 window (no BDP auto-tuning): what Netty buffers per stream stays bounded

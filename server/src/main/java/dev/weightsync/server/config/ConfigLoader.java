@@ -49,6 +49,7 @@ public final class ConfigLoader {
       max-open-tensors: 4
       shutdown-grace: 30s
       device: auto
+      auth-token-file: null
       """;
 
   /** Keys that may be given several times and form a list. */

@@ -52,7 +52,9 @@ public record SidecarConfig(
     /** On SIGTERM: how long in-flight versions may take to finish before they are aborted. */
     @JsonProperty("shutdown-grace") Duration shutdownGrace,
     /** Where to quantize: auto (the GPU when there is one), cpu, cuda or cuda:N. */
-    @JsonProperty("device") String device) {
+    @JsonProperty("device") String device,
+    /** File of bearer tokens (one a line) required on UpdateWeights and GetStatus; none: open. */
+    @JsonProperty("auth-token-file") Path authTokenFile) {
 
   public SidecarConfig {
     Objects.requireNonNull(stagingDir, "staging-dir is required");
@@ -108,6 +110,6 @@ public record SidecarConfig(
         + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
         + ", threads=" + threads + ", pause-mode=" + pauseMode
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + "]";
+        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", auth-token-file=" + authTokenFile + "]";
   }
 }
