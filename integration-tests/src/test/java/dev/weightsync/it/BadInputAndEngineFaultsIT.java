@@ -152,6 +152,16 @@ class BadInputAndEngineFaultsIT {
   }
 
   @Test
+  void aStreamThatFallsSilentIsEndedAfterThePartTimeout() throws Exception {
+    Status s = raw.send(List.of(header("silent", 0, 1), chunk(W, "BF16", SHAPE, 0, weights())),
+        false, false); // neither commit nor half-close: the trainer hangs
+    assertThat(s.getCode()).isEqualTo(Status.Code.DEADLINE_EXCEEDED);
+    assertThat(s.getDescription()).contains("sent nothing for 2 s");
+    assertNothingHappened();
+    assertNextVersionLoads();
+  }
+
+  @Test
   void aClientCancelLeavesNothing() throws Exception {
     Status s = raw.send(List.of(header("cancel", 0, 1), chunk(W, "BF16", SHAPE, 0, weights())),
         false, true);
@@ -177,6 +187,8 @@ class BadInputAndEngineFaultsIT {
         Status.Code.INVALID_ARGUMENT, "second header");
     assertRefused(List.of(header("fmt", Format.INT4_GROUP)), true, Status.Code.FAILED_PRECONDITION,
         "serves FP8_BLOCK");
+    assertRefused(List.of(header("empty", 0, 1), commit(0, 0)), true, Status.Code.INVALID_ARGUMENT,
+        "no tensors");
     assertRefused(List.of(header("bigpart", -5, 2)), true, Status.Code.INVALID_ARGUMENT,
         "part_index 4294967291 is not below part_count 2");
     assertRefused(List.of(header("manyparts", 0, -1)), true, Status.Code.INVALID_ARGUMENT,

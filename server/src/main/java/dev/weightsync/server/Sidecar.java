@@ -64,6 +64,7 @@ public final class Sidecar implements AutoCloseable {
   private final PrometheusMeterRegistry registry;
   private final SyncMetrics metrics;
   private final List<EngineAdapter> engines;
+  private final WeightSyncService service;
   private HttpServer http;
   private boolean closing;
   private final java.util.concurrent.ScheduledExecutorService readinessTimer =
@@ -115,9 +116,9 @@ public final class Sidecar implements AutoCloseable {
     this.metrics = new SyncMetrics(registry, quantizer.device(), coordinator::inFlight,
         this::stagingBytes);
     coordinator.metrics(metrics);
-    WeightSyncService service = new WeightSyncService(coordinator, quantizer,
+    this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
-        config.maxOpenTensors(), workers, "both", choice.note(), metrics);
+        config.maxOpenTensors(), workers, "both", choice.note(), metrics, config.partTimeout());
     NettyServerBuilder builder = NettyServerBuilder.forPort(config.port());
     if (config.authTokenFile() != null) {
       builder.intercept(new BearerTokenInterceptor(SERVICE,
@@ -237,6 +238,7 @@ public final class Sidecar implements AutoCloseable {
       http.stop(0);
     }
     coordinator.close();
+    service.close();
     workers.shutdownNow();
     quantizer.close();
   }

@@ -261,6 +261,10 @@ final class PartReceiver {
   PartResult commit(Commit c) throws StatusException {
     requireHeader("the commit");
     checkNotAborted();
+    if (tensors.isEmpty()) {
+      throw invalid("the commit of " + describe() + " comes with no tensors: an empty part would"
+          + " hand the engine nothing to load");
+    }
     for (Incoming t : tensors.values()) {
       if (!t.done) {
         throw invalid("tensor " + t.spec.name() + " is incomplete at commit: "

@@ -50,11 +50,19 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
   private final String role;
   private final String deviceNote;
   private final SyncMetrics metrics;
+  private final java.time.Duration idleTimeout;
+  private final java.util.concurrent.ScheduledExecutorService watchdog =
+      java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "weightsync-stream-watchdog");
+        t.setDaemon(true);
+        return t;
+      });
 
   public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
       TensorSelector selector, Format format, int maxOpenTensors, ExecutorService workers,
-      String role, String deviceNote, SyncMetrics metrics) {
+      String role, String deviceNote, SyncMetrics metrics, java.time.Duration idleTimeout) {
     this.metrics = metrics;
+    this.idleTimeout = idleTimeout;
     this.coordinator = coordinator;
     this.quantizer = quantizer;
     this.selector = selector;
@@ -94,11 +102,13 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
       }
     };
     call.setOnCancelHandler(() -> serial.execute(abandon));
-    call.request(1);
+    java.util.concurrent.atomic.AtomicLong lastMessage =
+        new java.util.concurrent.atomic.AtomicLong(System.nanoTime());
 
-    return new StreamObserver<>() {
+    StreamObserver<UpdateWeightsRequest> observer = new StreamObserver<>() {
       @Override
       public void onNext(UpdateWeightsRequest req) {
+        lastMessage.set(System.nanoTime());
         serial.execute(() -> {
           if (finished.get()) {
             return;
@@ -147,6 +157,47 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
             "the stream of " + receiver.describe() + " ended without a commit")));
       }
     };
+    watch(serial, finished, lastMessage, () -> serial.execute(() -> failIdle(receiver, finished,
+        call)));
+    call.request(1);
+    return observer;
+  }
+
+  /**
+   * A stream that sends nothing for the idle timeout (the part timeout) before its commit is
+   * ended with DEADLINE_EXCEEDED and its part discarded: nothing waits forever on a silent trainer.
+   */
+  private void watch(Executor serial, AtomicBoolean finished,
+      java.util.concurrent.atomic.AtomicLong lastMessage, Runnable onIdle) {
+    long idleNanos = idleTimeout.toNanos();
+    long wait = Math.max(0, lastMessage.get() + idleNanos - System.nanoTime());
+    watchdog.schedule(() -> {
+      if (finished.get()) {
+        return;
+      }
+      if (System.nanoTime() - lastMessage.get() >= idleNanos) {
+        onIdle.run();
+      } else {
+        watch(serial, finished, lastMessage, onIdle);
+      }
+    }, wait, java.util.concurrent.TimeUnit.NANOSECONDS);
+  }
+
+  private void failIdle(PartReceiver receiver, AtomicBoolean finished,
+      ServerCallStreamObserver<UpdateWeightsResponse> call) {
+    if (finished.compareAndSet(false, true)) {
+      Status s = Status.DEADLINE_EXCEEDED.withDescription("the stream of " + receiver.describe()
+          + " sent nothing for " + idleTimeout.toSeconds() + " s before its commit; part discarded");
+      LOG.info(() -> s.getDescription());
+      metrics.updateFailed("deadline_exceeded", receiver.secondsSinceStart());
+      receiver.discard();
+      call.onError(s.asRuntimeException());
+    }
+  }
+
+  /** Stops the idle watchdog. */
+  public void close() {
+    watchdog.shutdownNow();
   }
 
   private static VersionListener listener(ServerCallStreamObserver<UpdateWeightsResponse> call,
