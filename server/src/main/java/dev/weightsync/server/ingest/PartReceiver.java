@@ -74,6 +74,8 @@ final class PartReceiver {
   private final Set<String> claimed = new HashSet<>();
   private final List<TensorPlan> plans = new ArrayList<>();
   private VersionCoordinator.Part part;
+  /** What a header that was refused asked for, for log lines (the part is null then). */
+  private String refusedHeader;
   private FileChannel spool;
   private Path spoolPath;
   private ShardSpool shard;
@@ -97,10 +99,15 @@ final class PartReceiver {
   }
 
   String describe() {
-    return part == null ? "(no header yet)" : "version " + part.version() + " part " + part.index();
+    if (part != null) {
+      return "version " + part.version() + " part " + part.index();
+    }
+    return refusedHeader != null ? refusedHeader + " (header refused)" : "(no header yet)";
   }
 
   void header(Header h, dev.weightsync.proto.v1.Format serverFormat) throws StatusException {
+    refusedHeader = "version '" + printable(h.getWeightVersion()) + "' part "
+        + Integer.toUnsignedString(h.getPartIndex());
     if (part != null) {
       throw invalid("a second header arrived on the stream of " + describe());
     }
@@ -316,6 +323,19 @@ final class PartReceiver {
     if (part != null) {
       part.fail(claimed);
     }
+  }
+
+  /** Caller-supplied text made safe for one log line: at most 64 characters, no controls. */
+  static String printable(String text) {
+    StringBuilder b = new StringBuilder();
+    text.codePoints().limit(64).forEach(c -> {
+      if (c < 0x20 || c == 0x7F) {
+        b.append(String.format("\\x%02x", c));
+      } else {
+        b.appendCodePoint(c);
+      }
+    });
+    return text.codePointCount(0, text.length()) > 64 ? b + "..." : b.toString();
   }
 
   private static long firstGap(Incoming t) {
