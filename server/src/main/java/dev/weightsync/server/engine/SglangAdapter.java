@@ -23,6 +23,7 @@ public final class SglangAdapter implements EngineAdapter {
   private static final Logger LOG = Logger.getLogger(SglangAdapter.class.getName());
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final int FLUSH_ATTEMPTS = 20;
+  private static final Duration HEALTH_TIMEOUT = Duration.ofSeconds(2);
 
   /** An engine answer the session cannot go on from. */
   private static final class EngineCallException extends Exception {
@@ -209,9 +210,15 @@ public final class SglangAdapter implements EngineAdapter {
 
   @Override
   public boolean healthy() {
+    // Its own short timeout: a readiness probe must answer even while an engine hangs.
+    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(baseUrl + "/health"))
+        .timeout(HEALTH_TIMEOUT).GET();
     try {
-      return send("GET", "/health", null, 0).status() == 200;
-    } catch (EngineCallException e) {
+      return http.send(b.build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200;
+    } catch (IOException e) {
+      return false;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
       return false;
     }
   }
