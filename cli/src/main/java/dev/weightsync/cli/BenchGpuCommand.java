@@ -3,11 +3,14 @@ package dev.weightsync.cli;
 import dev.weightsync.core.quant.Bf16;
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.QuantError;
+import dev.weightsync.core.quant.QuantQueue;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.tensor.DType;
+import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.server.quant.CudaQuantizer;
+import dev.weightsync.server.quant.Quantizers;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
@@ -21,7 +24,8 @@ import picocli.CommandLine.Option;
 /**
  * {@code weightsync bench gpu}: on a CUDA machine, (1) the GPU path's bytes against the CPU
  * oracle for many shapes, and (2) each kernel's effective bandwidth (BF16 read + bytes written)
- * as a fraction of the same card's device-to-device copy bandwidth, measured in the same run.
+ * as a fraction of the same card's device-to-device copy bandwidth, measured in the same run, and
+ * (3) a stream of tensors quantized host to host against the host-to-device copy alone.
  */
 @Command(name = "gpu", mixinStandardHelpOptions = true,
     description = "GPU kernels: bytes equal to the CPU path, and bandwidth vs device-to-device copy.")
@@ -36,11 +40,19 @@ final class BenchGpuCommand implements Callable<Integer> {
   @Option(names = "--skip-exactness", description = "Only measure bandwidth.")
   boolean skipExactness;
 
+  @Option(names = "--stream-bytes", defaultValue = "2GiB", converter = ByteSizeConverter.class,
+      description = "BF16 bytes of the end-to-end stream (default ${DEFAULT-VALUE}).")
+  long streamBytes;
+
   @Override
   public Integer call() throws Exception {
     int cores = Runtime.getRuntime().availableProcessors();
     int failures = 0;
-    try (CudaQuantizer gpu = new CudaQuantizer(device, 1L << 30, cores);
+    // The sidecar's configuration (64 MiB bands, 4 slots) and a tiny one (1 MiB bands) that puts
+    // many band boundaries inside even small tensors. Kernel timings need whole tensors on the
+    // card: a 512 MiB band.
+    try (CudaQuantizer gpu = new CudaQuantizer(device, Quantizers.GPU_BAND_BYTES, Quantizers.GPU_SLOTS, cores);
+        CudaQuantizer tiny = new CudaQuantizer(device, 1L << 20, 2, cores);
         CpuQuantizer cpu = new CpuQuantizer(cores)) {
       System.out.println("device cuda:" + device + " = " + gpu.deviceName());
       if (!skipExactness) {
@@ -50,22 +62,30 @@ final class BenchGpuCommand implements Callable<Integer> {
           TensorSpec t = TensorSpec.of("model.layers.0.mlp.experts.0.up_proj.weight", DType.BF16, shape);
           ByteBuffer in = random(t.elementCount(), shape[0] * 31 + shape[1]);
           for (TensorPlan p : plans(t)) {
-            MemoryTensors a = new MemoryTensors(p.outputs());
-            MemoryTensors b = new MemoryTensors(p.outputs());
-            long t0 = System.nanoTime();
-            QuantError eg = gpu.quantize(p, TensorSource.of(in), a);
-            double gs = (System.nanoTime() - t0) / 1e9;
-            QuantError ec = cpu.quantize(p, TensorSource.of(in), b);
-            List<String> differ = a.differences(b);
-            failures += differ.isEmpty() ? 0 : 1;
-            System.out.printf(Locale.ROOT, "exact %-16s %6d x %-6d %s (gpu %.3f s incl. copies;"
-                    + " max abs err gpu %.4g cpu %.4g, rel rms gpu %.6g cpu %.6g)%n",
-                label(p), shape[0], shape[1], differ.isEmpty() ? "IDENTICAL" : "DIFFERS " + differ,
-                gs, eg.maxAbs(), ec.maxAbs(), eg.relRms(), ec.relRms());
+            MemoryTensors want = new MemoryTensors(p.outputs());
+            QuantError ec = cpu.quantize(p, TensorSource.of(in), want);
+            for (CudaQuantizer q : new CudaQuantizer[] {gpu, tiny}) {
+              if (q == tiny && t.byteLength() > (64L << 20)) {
+                continue; // thousands of 1 MiB bands: slow, and covered by the shapes above
+              }
+              MemoryTensors got = new MemoryTensors(p.outputs());
+              long t0 = System.nanoTime();
+              QuantError eg = q.quantize(p, TensorSource.of(in), got);
+              double gs = (System.nanoTime() - t0) / 1e9;
+              List<String> differ = got.differences(want);
+              failures += differ.isEmpty() ? 0 : 1;
+              System.out.printf(Locale.ROOT, "exact %-16s %6d x %-6d bands %-5s %s (gpu %.3f s incl."
+                      + " copies; max abs err gpu %.4g cpu %.4g, rel rms gpu %.6g cpu %.6g)%n",
+                  label(p), shape[0], shape[1], q == gpu ? "64M" : "1M",
+                  differ.isEmpty() ? "IDENTICAL" : "DIFFERS " + differ, gs, eg.maxAbs(),
+                  ec.maxAbs(), eg.relRms(), ec.relRms());
+            }
           }
         }
       }
-      long copyBytes = 512L << 20;
+    }
+    try (CudaQuantizer gpu = new CudaQuantizer(device, 512L << 20, 1, cores)) {
+      long copyBytes = 256L << 20;
       double copy = gpu.timeDeviceCopy(copyBytes, iterations);
       double copyBw = 2.0 * copyBytes / copy / 1e9;
       System.out.printf(Locale.ROOT, "device-to-device copy: %.0f GB/s (bytes read + written)%n", copyBw);
@@ -80,8 +100,69 @@ final class BenchGpuCommand implements Callable<Integer> {
         }
       }
     }
+    endToEnd(cores);
     System.out.println(failures == 0 ? "all GPU outputs identical to the CPU path" : failures + " case(s) differ");
     return failures == 0 ? 0 : 1;
+  }
+
+  /**
+   * A stream of 8192 x 8192 BF16 tensors quantized from host memory to host memory, against the
+   * host-to-device copy of the same bytes alone (the transfer that bounds it), in one run: with the
+   * sidecar's 4 slots and with 3 (copies in, kernels and copies out overlap) and 1 slot (nothing
+   * overlaps), from pinned memory and from ordinary (pageable) direct memory.
+   */
+  private void endToEnd(int cores) throws Exception {
+    int count = (int) Math.max(1, streamBytes / (128L << 20));
+    TensorSpec spec = TensorSpec.of("w.weight", DType.BF16, 8192, 8192);
+    ByteBuffer pattern = random(spec.elementCount(), 11);
+    try (CudaQuantizer three = new CudaQuantizer(device, Quantizers.GPU_BAND_BYTES, 3, cores);
+        CudaQuantizer one = new CudaQuantizer(device, Quantizers.GPU_BAND_BYTES, 1, cores);
+        CudaQuantizer four = new CudaQuantizer(device, Quantizers.GPU_BAND_BYTES, Quantizers.GPU_SLOTS, cores)) {
+      List<ByteBuffer> pinned = new ArrayList<>();
+      List<ByteBuffer> pageable = new ArrayList<>();
+      for (int i = 0; i < count; i++) {
+        pinned.add(three.allocatePinned(spec.byteLength()).put(pattern.duplicate()).flip());
+        pageable.add(ByteBuffer.allocateDirect((int) spec.byteLength()).put(pattern.duplicate()).flip());
+      }
+      double gb = count * spec.byteLength() / 1e9;
+      System.out.printf(Locale.ROOT, "end to end: %d tensors of 8192 x 8192 BF16 = %.2f GB%n", count, gb);
+      for (int round = 0; round < 2; round++) { // the first round warms up; the second is reported
+        double h2d = 0;
+        for (ByteBuffer b : pinned) {
+          h2d += three.timeHostToDevice(b);
+        }
+        String[] labels = {"fp8-block, 3 slots, pinned", "fp8-block, 1 slot, pinned",
+            "fp8-block, 4 slots, pinned",
+            "fp8-block, 4 slots, pageable", "int4-group g128, 4 slots, pinned"};
+        double[] secs = {
+            stream(three, new TensorPlan.Fp8Block(spec, false), pinned),
+            stream(one, new TensorPlan.Fp8Block(spec, false), pinned),
+            stream(four, new TensorPlan.Fp8Block(spec, false), pinned),
+            stream(four, new TensorPlan.Fp8Block(spec, false), pageable),
+            stream(four, new TensorPlan.Int4Group(spec, 128), pinned)};
+        if (round == 1) {
+          System.out.printf(Locale.ROOT, "  host-to-device copy alone (pinned): %.1f ms  %.1f GB/s%n",
+              h2d * 1e3, gb / h2d);
+          for (int i = 0; i < labels.length; i++) {
+            System.out.printf(Locale.ROOT, "  %-34s %7.1f ms  %5.1f GB/s  %.2fx the copy alone%n",
+                labels[i], secs[i] * 1e3, gb / secs[i], secs[i] / h2d);
+          }
+        }
+      }
+    }
+  }
+
+  /** Seconds to quantize every buffer (one tensor each), three in flight, outputs discarded. */
+  private static double stream(CudaQuantizer q, TensorPlan plan, List<ByteBuffer> inputs)
+      throws Exception {
+    TensorSink discard = (name, offset, data) -> { };
+    QuantQueue queue = new QuantQueue(q, 3, null);
+    long t0 = System.nanoTime();
+    for (ByteBuffer b : inputs) {
+      queue.submit(plan, TensorSource.of(b), discard);
+    }
+    queue.finish();
+    return (System.nanoTime() - t0) / 1e9;
   }
 
   private static List<TensorPlan> plans(TensorSpec t) {

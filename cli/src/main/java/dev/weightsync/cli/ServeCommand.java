@@ -82,6 +82,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--device", description = "Where to quantize: auto (default: the GPU when there is one), cpu, cuda, cuda:N.")
   String device;
 
+  @Option(names = "--gpu-failure", description = "When the GPU fails on a tensor (out of memory, a launch error): cpu (default: redo it on the CPU, identical bytes) or fail (the version fails; the engine keeps its weights).")
+  String gpuFailure;
+
   @Option(names = "--auth-token-file", description = "Bearer tokens (one a line) required on UpdateWeights and GetStatus.")
   Path authTokenFile;
 
@@ -108,6 +111,7 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "max-open-tensors", maxOpenTensors);
     put(m, "shutdown-grace", shutdownGrace);
     put(m, "device", device);
+    put(m, "gpu-failure", gpuFailure);
     put(m, "auth-token-file", authTokenFile == null ? null : authTokenFile.toString());
     return m;
   }

@@ -96,7 +96,8 @@ public final class Sidecar implements AutoCloseable {
           config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff()));
     }
     this.engines = List.copyOf(engines);
-    Quantizers.Choice choice = Quantizers.create(config.device(), config.effectiveThreads());
+    Quantizers.Choice choice = Quantizers.create(config.device(), config.effectiveThreads(),
+        config.gpuFailure());
     this.quantizer = choice.quantizer();
     this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, engines,
         config.partTimeout());
@@ -118,7 +119,7 @@ public final class Sidecar implements AutoCloseable {
     coordinator.metrics(metrics);
     this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
-        config.maxOpenTensors(), workers, "both", choice.note(), metrics, config.partTimeout());
+        config.maxOpenTensors(), workers, "both", choice::note, metrics, config.partTimeout());
     NettyServerBuilder builder = NettyServerBuilder.forPort(config.port());
     if (config.authTokenFile() != null) {
       builder.intercept(new BearerTokenInterceptor(SERVICE,

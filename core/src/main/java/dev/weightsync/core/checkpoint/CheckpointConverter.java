@@ -2,6 +2,7 @@ package dev.weightsync.core.checkpoint;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.core.quant.QuantError;
+import dev.weightsync.core.quant.QuantQueue;
 import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.QuantizationConfigs;
 import dev.weightsync.core.quant.Quantizer;
@@ -21,6 +22,9 @@ import java.util.List;
  * complete, so a failure never leaves a partial checkpoint.
  */
 public final class CheckpointConverter {
+
+  /** Tensors in the quantizer at once: lets a GPU overlap copies in, kernels and copies out. */
+  private static final int IN_FLIGHT = 3;
 
   /** Told after each tensor; called on the converting thread. */
   public interface Progress {
@@ -83,20 +87,26 @@ public final class CheckpointConverter {
       outputs.addAll(p.outputs());
       bytesIn += t.byteLength();
     }
-    QuantError error = QuantError.NONE;
-    int quantized = 0;
-    long done = 0;
+    int quantized = (int) plans.stream().filter(p -> !(p instanceof TensorPlan.PassThrough)).count();
+    long total = bytesIn;
     try (CheckpointWriter out = new CheckpointWriter(dir, outputs, maxShardBytes)) {
-      for (int i = 0; i < plans.size(); i++) {
-        TensorPlan p = plans.get(i);
-        error = error.plus(quantizer.quantize(p, in.source(p.input().name()), out));
-        if (!(p instanceof TensorPlan.PassThrough)) {
-          quantized++;
-        }
-        done += p.input().byteLength();
+      long[] done = {0, 0}; // tensors, bytes
+      QuantQueue queue = new QuantQueue(quantizer, IN_FLIGHT, (p, e) -> {
+        done[0]++;
+        done[1] += p.input().byteLength();
         if (progress != null) {
-          progress.tensorDone(p.input().name(), i + 1, plans.size(), done, bytesIn);
+          progress.tensorDone(p.input().name(), (int) done[0], plans.size(), done[1], total);
         }
+      });
+      QuantError error;
+      try {
+        for (TensorPlan p : plans) {
+          queue.submit(p, in.source(p.input().name()), out);
+        }
+        error = queue.finish();
+      } catch (IOException | RuntimeException e) {
+        queue.abandon(); // let what is in flight finish before the folder is deleted
+        throw e;
       }
       ObjectNode config = QuantizationConfigs.outputConfig(in.config(), scheme, plans);
       out.finish(config, true);

@@ -3,6 +3,7 @@ package dev.weightsync.core.quant;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import java.io.IOException;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * Turns one input tensor into its output tensors per its {@link TensorPlan}. Implementations (CPU,
@@ -23,6 +24,22 @@ public interface Quantizer extends AutoCloseable {
    *     output may already have been written to the sink, which the caller then discards
    */
   QuantError quantize(TensorPlan plan, TensorSource source, TensorSink sink) throws IOException;
+
+  /**
+   * Starts {@link #quantize} and returns at once where the implementation can overlap tensors
+   * (the GPU copies tensor i+1 in while tensor i is computed and tensor i-1 copied out). The
+   * future completes once every output is in the sink, or fails with what {@code quantize} would
+   * have thrown; {@code source} must stay readable until then. This default runs synchronously.
+   * {@link QuantQueue} bounds how many are in flight.
+   */
+  default CompletableFuture<QuantError> quantizeAsync(TensorPlan plan, TensorSource source,
+      TensorSink sink) {
+    try {
+      return CompletableFuture.completedFuture(quantize(plan, source, sink));
+    } catch (IOException | RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
 
   @Override
   void close();

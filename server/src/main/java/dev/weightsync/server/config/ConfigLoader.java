@@ -49,6 +49,7 @@ public final class ConfigLoader {
       max-open-tensors: 4
       shutdown-grace: 30s
       device: auto
+      gpu-failure: cpu
       auth-token-file: null
       """;
 

@@ -53,6 +53,8 @@ public record SidecarConfig(
     @JsonProperty("shutdown-grace") Duration shutdownGrace,
     /** Where to quantize: auto (the GPU when there is one), cpu, cuda or cuda:N. */
     @JsonProperty("device") String device,
+    /** When the GPU fails on a tensor: cpu (redo it on the CPU, same bytes) or fail (the version fails). */
+    @JsonProperty("gpu-failure") String gpuFailure,
     /** File of bearer tokens (one a line) required on UpdateWeights and GetStatus; none: open. */
     @JsonProperty("auth-token-file") Path authTokenFile) {
 
@@ -80,6 +82,9 @@ public record SidecarConfig(
     }
     if (!List.of("abort", "retract", "in_place").contains(pauseMode)) {
       throw new IllegalArgumentException("pause-mode must be abort, retract or in_place, got " + pauseMode);
+    }
+    if (!List.of("cpu", "fail").contains(gpuFailure)) {
+      throw new IllegalArgumentException("gpu-failure must be cpu or fail, got " + gpuFailure);
     }
     if (format != null) {
       Format.parse(format);
@@ -110,6 +115,6 @@ public record SidecarConfig(
         + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
         + ", threads=" + threads + ", pause-mode=" + pauseMode
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", auth-token-file=" + authTokenFile + "]";
+        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", gpu-failure=" + gpuFailure + ", auth-token-file=" + authTokenFile + "]";
   }
 }

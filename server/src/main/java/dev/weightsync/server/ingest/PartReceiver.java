@@ -2,6 +2,7 @@ package dev.weightsync.server.ingest;
 
 import dev.weightsync.core.quant.NonFiniteWeightException;
 import dev.weightsync.core.quant.QuantError;
+import dev.weightsync.core.quant.QuantQueue;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.quant.TensorSelector;
@@ -47,6 +48,7 @@ final class PartReceiver {
   static final int MAX_CHUNK_BYTES = 4 << 20;
   static final int MAX_NAME_LENGTH = 1024;
   static final int MAX_PARTS = 4096;
+  static final int QUANTIZE_IN_FLIGHT = 2;
   private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9._-]{1,128}");
 
   /** A tensor whose bytes are arriving. */
@@ -65,7 +67,6 @@ final class PartReceiver {
   }
 
   private final VersionCoordinator coordinator;
-  private final Quantizer quantizer;
   private final TensorSelector selector;
   private final int maxOpenTensors;
   private final SyncMetrics metrics;
@@ -82,16 +83,17 @@ final class PartReceiver {
   private long spoolLength;
   private int open;
   private long bytesIn;
-  private QuantError error = QuantError.NONE;
+  /** Tensors being quantized while the next ones arrive (a GPU overlaps them). */
+  private final QuantQueue quantizing;
   private double quantizeSeconds;
 
   PartReceiver(VersionCoordinator coordinator, Quantizer quantizer, TensorSelector selector,
       int maxOpenTensors, SyncMetrics metrics) {
     this.metrics = metrics;
     this.coordinator = coordinator;
-    this.quantizer = quantizer;
     this.selector = selector;
     this.maxOpenTensors = maxOpenTensors;
+    this.quantizing = new QuantQueue(quantizer, QUANTIZE_IN_FLIGHT, null);
   }
 
   boolean hasHeader() {
@@ -253,15 +255,19 @@ final class PartReceiver {
     plans.add(plan);
     long start = System.nanoTime();
     try {
-      error = error.plus(quantizer.quantize(plan,
-          FileRegionSource.of(spool, t.spoolStart, t.spec.byteLength(), t.spec.name()), shard));
+      quantizing.submit(plan,
+          FileRegionSource.of(spool, t.spoolStart, t.spec.byteLength(), t.spec.name()), shard);
     } catch (NonFiniteWeightException e) {
       throw invalid(e.getMessage());
     } catch (IOException | RuntimeException e) {
-      throw Status.INTERNAL.withDescription("quantizing " + t.spec.name() + " failed: "
-          + e.getMessage()).withCause(e).asException();
+      throw quantizingFailed(e);
     }
-    quantizeSeconds += (System.nanoTime() - start) / 1e9;
+    quantizeSeconds += (System.nanoTime() - start) / 1e9; // the time ingest waited for it
+  }
+
+  private static StatusException quantizingFailed(Exception e) {
+    return Status.INTERNAL.withDescription("quantizing failed: " + e.getMessage()).withCause(e)
+        .asException();
   }
 
   /** Validates the commit and closes the part's files; returns what the part contributes. */
@@ -286,6 +292,16 @@ final class PartReceiver {
     if (c.getTotalBytes() != bytesIn) {
       throw invalid("commit counts " + c.getTotalBytes() + " bytes but " + bytesIn + " arrived");
     }
+    QuantError error;
+    long start = System.nanoTime();
+    try {
+      error = quantizing.finish();
+    } catch (NonFiniteWeightException e) {
+      throw invalid(e.getMessage());
+    } catch (IOException | RuntimeException e) {
+      throw quantizingFailed(e);
+    }
+    quantizeSeconds += (System.nanoTime() - start) / 1e9;
     try {
       shard.finish();
       spool.close();
@@ -308,6 +324,7 @@ final class PartReceiver {
 
   /** Drops everything this part wrote and frees its slot for a retry. */
   void discard() {
+    quantizing.abandon();
     try {
       if (spool != null) {
         spool.close();

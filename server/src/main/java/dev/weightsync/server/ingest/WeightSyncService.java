@@ -48,7 +48,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
   private final ExecutorService workers;
   private final long startNanos = System.nanoTime();
   private final String role;
-  private final String deviceNote;
+  private final java.util.function.Supplier<String> deviceNote;
   private final SyncMetrics metrics;
   private final java.time.Duration idleTimeout;
   private final java.util.concurrent.ScheduledExecutorService watchdog =
@@ -60,7 +60,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
 
   public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
       TensorSelector selector, Format format, int maxOpenTensors, ExecutorService workers,
-      String role, String deviceNote, SyncMetrics metrics, java.time.Duration idleTimeout) {
+      String role, java.util.function.Supplier<String> deviceNote, SyncMetrics metrics, java.time.Duration idleTimeout) {
     this.metrics = metrics;
     this.idleTimeout = idleTimeout;
     this.coordinator = coordinator;
@@ -251,7 +251,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
         .setRole(role)
         .setFormat(format)
         .setDevice(quantizer.device())
-        .setDeviceNote(deviceNote)
+        .setDeviceNote(deviceNote.get())
         .setLastVersion(coordinator.lastLoaded())
         .setUptimeSeconds((System.nanoTime() - startNanos) / 1e9);
     for (VersionCoordinator.Progress p : coordinator.progress()) {

@@ -2,20 +2,28 @@ package dev.weightsync.server.quant;
 
 import static jcuda.driver.JCudaDriver.cuCtxCreate;
 import static jcuda.driver.JCudaDriver.cuCtxDestroy;
-import static jcuda.driver.JCudaDriver.cuCtxSetCurrent;
 import static jcuda.driver.JCudaDriver.cuCtxSynchronize;
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
 import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
 import static jcuda.driver.JCudaDriver.cuDeviceGetName;
 import static jcuda.driver.JCudaDriver.cuInit;
+import static jcuda.driver.JCudaDriver.cuLaunchHostFunc;
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
 import static jcuda.driver.JCudaDriver.cuMemAlloc;
+import static jcuda.driver.JCudaDriver.cuMemAllocHost;
 import static jcuda.driver.JCudaDriver.cuMemFree;
-import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
+import static jcuda.driver.JCudaDriver.cuMemFreeHost;
+import static jcuda.driver.JCudaDriver.cuMemHostGetFlags;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoD;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
-import static jcuda.driver.JCudaDriver.cuMemsetD32;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
+import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
 import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
 import static jcuda.driver.JCudaDriver.cuModuleLoadData;
+import static jcuda.driver.JCudaDriver.cuStreamCreate;
+import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.NonFiniteScan;
@@ -31,68 +39,134 @@ import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Deque;
 import java.util.List;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
+import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.Sizeof;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUhostFn;
 import jcuda.driver.CUmodule;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
 import jcuda.driver.JCudaDriver;
 
 /**
  * The spec's arithmetic on an NVIDIA GPU through JCuda's driver API, bit-identical to
- * {@link CpuQuantizer}. One thread owns the CUDA context and runs every CUDA call; tensors larger
- * than the device buffers go through in row bands of whole blocks/groups. Tensors the kernels do
- * not cover (pass-through, non-BF16 input, rows not a multiple of 8 elements, group sizes whose
- * G/8 is not a power of two up to 32) go to the CPU quantizer, with identical bytes.
+ * {@link CpuQuantizer}.
  *
- * <p>Device memory is allocated once at start (input, output, scales, statistics) and freed on
- * {@link #close}.
+ * <p>How the work flows: a tensor is cut into bands of whole 128-row blocks (FP8) or whole rows
+ * (INT4) that fit a <em>slot</em>: a CUDA stream with its device buffers and pinned host buffers.
+ * Per band, on the slot's stream: host-to-device copy, kernel, device-to-host copies of the
+ * outputs, scales and statistics. Each tensor keeps two bands in flight and several tensors run
+ * at once ({@link #quantizeAsync}), so the copy in of one band, the kernel of another and the copy
+ * out of a third overlap on the card's separate copy engines. Sources already in pinned memory
+ * (see {@link #allocatePinned}) are copied to the device straight from where they are; other
+ * sources are first copied into the slot's pinned buffer by the band's worker thread.
+ *
+ * <p>One thread owns the CUDA context and makes every CUDA call; workers do the host copies and
+ * sink writes, and learn that a band is done from a host function queued after it on its stream
+ * (the owner never blocks on a band while other slots wait to be fed). Slots are allocated once at start and freed on {@link #close}; a CUDA error fails
+ * the tensor with a {@link GpuFailureException} and returns its slots. Tensors the kernels do not
+ * cover (pass-through, non-BF16, rows not a multiple of 8 elements, group sizes whose G/8 is not
+ * a power of two up to 32, rows wider than a band) go to the CPU quantizer, with identical bytes.
  */
 public final class CudaQuantizer implements Quantizer {
 
   static final int THREADS = 512;
   static final int BLOCK = 128;
+  /** Bands a tensor keeps in flight: one computing or copying out while the next copies in. */
+  private static final int BANDS_IN_FLIGHT = 2;
+
+  /** A CUDA stream with its own buffers; one band at a time. */
+  private static final class Slot {
+    final CUstream stream = new CUstream();
+    CUdeviceptr dIn;
+    CUdeviceptr dOut;
+    CUdeviceptr dScales;
+    CUdeviceptr dPartials;
+    CUdeviceptr dFlag;
+    final Pointer hIn = new Pointer();
+    final Pointer hOut = new Pointer();
+    final Pointer hScales = new Pointer();
+    final Pointer hPartials = new Pointer();
+    final Pointer hFlag = new Pointer();
+    ByteBuffer in;
+    ByteBuffer out;
+    ByteBuffer scales;
+    ByteBuffer partials;
+    ByteBuffer flag;
+  }
+
+  /** One band of a tensor, in flight on a slot. */
+  private record Band(Slot slot, long row0, int rows, ByteBuffer window, long blocks,
+                      long outBytes, long scaleBytes, CompletableFuture<Void> done) {}
+
+  /**
+   * Runs on the driver's callback thread when a band's last copy out is done, so that waiting for
+   * a band never blocks the owner thread (which must stay free to queue the other slots' work).
+   * It makes no CUDA call, as the driver requires.
+   */
+  private static final CUhostFn BAND_DONE = data -> ((CompletableFuture<?>) data).complete(null);
 
   private final ExecutorService owner = Executors.newSingleThreadExecutor(r -> {
     Thread t = new Thread(r, "weightsync-cuda");
     t.setDaemon(true);
     return t;
   });
+  private final ExecutorService workers;
   private final CpuQuantizer cpu;
   private final int ordinal;
-  private final long bufferBytes;
+  private final long bandBytes;
+  private final long partialsCapacity;
+  private final List<Slot> slots = new ArrayList<>();
+  private final BlockingQueue<Slot> free;
   private String deviceName;
   private CUcontext context;
   private CUfunction fp8;
   private CUfunction int4;
-  private CUdeviceptr dIn;
-  private CUdeviceptr dOut;
-  private CUdeviceptr dScales;
-  private CUdeviceptr dPartials;
-  private CUdeviceptr dFlag;
-  private long partialsCapacity;
-  private ByteBuffer hostIn;
-  private ByteBuffer hostOut;
 
   /**
-   * Opens device {@code ordinal}, loads the kernels and allocates {@code bufferBytes} of input
-   * buffer (and matching output buffers).
+   * Opens device {@code ordinal}, loads the kernels and allocates {@code slotCount} slots, each
+   * taking bands of up to {@code bandBytes} of BF16 input.
    *
-   * @throws IllegalStateException when no usable GPU, driver or kernel is there
+   * @throws IllegalStateException when no usable GPU, driver or kernel is there, or the slots do
+   *     not fit in device or pinned memory (everything allocated so far is freed)
    */
-  public CudaQuantizer(int ordinal, long bufferBytes, int cpuThreads) {
+  public CudaQuantizer(int ordinal, long bandBytes, int slotCount, int cpuThreads) {
+    if (bandBytes < (1 << 20) || bandBytes > (1L << 30) || slotCount < 1) {
+      throw new IllegalArgumentException("bands must be 1 MiB to 1 GiB and slots at least 1");
+    }
     this.ordinal = ordinal;
-    this.bufferBytes = bufferBytes;
+    this.bandBytes = bandBytes;
+    this.partialsCapacity = bandBytes / 2048 + 1024; // the most thread blocks a band can need
     this.cpu = new CpuQuantizer(cpuThreads);
+    this.free = new ArrayBlockingQueue<>(slotCount);
+    AtomicInteger n = new AtomicInteger();
+    this.workers = Executors.newFixedThreadPool(slotCount, r -> {
+      Thread t = new Thread(r, "weightsync-cuda-band-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    });
     try {
-      call(this::open);
+      call(() -> open(slotCount));
     } catch (RuntimeException | Error e) {
       close();
       String m = String.valueOf(e.getMessage());
@@ -101,7 +175,7 @@ public final class CudaQuantizer implements Quantizer {
     }
   }
 
-  private Void open() {
+  private Void open(int slotCount) {
     JCudaDriver.setExceptionsEnabled(true);
     cuInit(0);
     int[] count = new int[1];
@@ -114,24 +188,40 @@ public final class CudaQuantizer implements Quantizer {
     byte[] name = new byte[256];
     cuDeviceGetName(name, name.length, device);
     deviceName = new String(name, StandardCharsets.US_ASCII).trim().replace("\0", "");
-    context = new CUcontext();
-    cuCtxCreate(context, 0, device);
+    CUcontext created = new CUcontext();
+    cuCtxCreate(created, 0, device); // current on this (the owner) thread from now on
+    context = created;
     CUmodule module = new CUmodule();
     cuModuleLoadData(module, ptx());
     fp8 = new CUfunction();
     cuModuleGetFunction(fp8, module, "fp8_block");
     int4 = new CUfunction();
     cuModuleGetFunction(int4, module, "int4_group");
-    dIn = alloc(bufferBytes);
-    dOut = alloc(bufferBytes); // FP8 and INT4 outputs are smaller than their BF16 input
-    dScales = alloc(bufferBytes / 8 + 4096); // INT4 with G = 8: one BF16 scale per 8 BF16 inputs
-    partialsCapacity = bufferBytes / (2 * THREADS * 8) + 1024;
-    dPartials = alloc(partialsCapacity * 3 * Sizeof.DOUBLE);
-    dFlag = alloc(Sizeof.INT);
-    hostIn = ByteBuffer.allocateDirect((int) Math.min(bufferBytes, Integer.MAX_VALUE - 8));
-    hostOut = ByteBuffer.allocateDirect((int) Math.min(bufferBytes, Integer.MAX_VALUE - 8))
-        .order(ByteOrder.LITTLE_ENDIAN);
+    long outBytes = bandBytes / 2;   // FP8: 1 byte per BF16 input; INT4: half a byte
+    long scaleBytes = bandBytes / 8 + 4096; // INT4 with G = 8: 2 bytes per 8 inputs
+    long partialBytes = partialsCapacity * 3 * Sizeof.DOUBLE;
+    for (int i = 0; i < slotCount; i++) {
+      Slot s = new Slot();
+      cuStreamCreate(s.stream, CUstream_flags.CU_STREAM_NON_BLOCKING);
+      slots.add(s); // before allocating, so close() frees whatever part was allocated
+      s.dIn = alloc(bandBytes);
+      s.dOut = alloc(outBytes);
+      s.dScales = alloc(scaleBytes);
+      s.dPartials = alloc(partialBytes);
+      s.dFlag = alloc(Sizeof.INT);
+      s.in = pinned(s.hIn, bandBytes);
+      s.out = pinned(s.hOut, outBytes);
+      s.scales = pinned(s.hScales, scaleBytes);
+      s.partials = pinned(s.hPartials, partialBytes);
+      s.flag = pinned(s.hFlag, Sizeof.INT);
+      free.add(s);
+    }
     return null;
+  }
+
+  private static ByteBuffer pinned(Pointer p, long bytes) {
+    cuMemAllocHost(p, bytes);
+    return p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
   }
 
   /** The PTX shipped in the jar ({@code kernels/quantize.ptx}), NUL-terminated for the driver. */
@@ -142,8 +232,7 @@ public final class CudaQuantizer implements Quantizer {
             + " rebuild with ./mvnw package (server/src/main/cuda/build-ptx.sh)");
       }
       byte[] text = in.readAllBytes();
-      byte[] z = java.util.Arrays.copyOf(text, text.length + 1);
-      return z;
+      return Arrays.copyOf(text, text.length + 1);
     } catch (IOException e) {
       throw new IllegalStateException(e);
     }
@@ -164,6 +253,23 @@ public final class CudaQuantizer implements Quantizer {
     return deviceName;
   }
 
+  /**
+   * Page-locked host memory of this quantizer's context, as a little-endian buffer. Sources in
+   * such memory skip the copy into a slot: the device reads them directly. Freed on close.
+   */
+  public ByteBuffer allocatePinned(long bytes) {
+    return call(() -> {
+      Pointer p = new Pointer();
+      ByteBuffer b = pinned(p, bytes);
+      synchronized (userPinned) {
+        userPinned.add(p);
+      }
+      return b;
+    });
+  }
+
+  private final List<Pointer> userPinned = new ArrayList<>();
+
   /** Whether the kernels take this plan (else the CPU does, with the same bytes). */
   static boolean onGpu(TensorPlan plan) {
     TensorSpec t = plan.input();
@@ -180,123 +286,245 @@ public final class CudaQuantizer implements Quantizer {
     return false;
   }
 
+  private boolean fits(TensorPlan plan) {
+    long rowsPerBand = plan instanceof TensorPlan.Fp8Block ? BLOCK : 1;
+    return plan.input().cols() * 2 * rowsPerBand <= bandBytes;
+  }
+
   @Override
   public QuantError quantize(TensorPlan plan, TensorSource source, TensorSink sink)
       throws IOException {
-    if (!onGpu(plan) || plan.input().cols() * 2 * BLOCK > bufferBytes) {
+    if (!onGpu(plan) || !fits(plan)) {
       return cpu.quantize(plan, source, sink);
     }
-    return call(() -> gpu(plan, source, sink));
+    try {
+      return quantizeAsync(plan, source, sink).join();
+    } catch (CompletionException e) {
+      if (e.getCause() instanceof IOException io) {
+        throw io;
+      }
+      throw CudaQuantizer.<RuntimeException>sneaky(e.getCause());
+    }
   }
 
-  private QuantError gpu(TensorPlan plan, TensorSource source, TensorSink sink) throws IOException {
-    cuCtxSetCurrent(context);
+  @Override
+  public CompletableFuture<QuantError> quantizeAsync(TensorPlan plan, TensorSource source,
+      TensorSink sink) {
+    if (!onGpu(plan) || !fits(plan)) {
+      return Quantizer.super.quantizeAsync(plan, source, sink); // the CPU, synchronously
+    }
+    CompletableFuture<QuantError> f = new CompletableFuture<>();
+    workers.execute(() -> {
+      try {
+        f.complete(bands(plan, source, sink));
+      } catch (Throwable t) {
+        f.completeExceptionally(t);
+      }
+    });
+    return f;
+  }
+
+  /** Runs one tensor through the slots, band after band, two in flight. */
+  private QuantError bands(TensorPlan plan, TensorSource source, TensorSink sink)
+      throws IOException, InterruptedException {
     TensorSpec in = plan.input();
     long n = in.rows();
-    int k = Math.toIntExact(in.cols());
-    long rowBytes = 2L * k;
-    long bandRows = Math.max(1, Math.min(n, hostIn.capacity() / rowBytes));
-    boolean isFp8 = plan instanceof TensorPlan.Fp8Block;
-    if (isFp8) {
+    long rowBytes = 2 * in.cols();
+    long bandRows = Math.max(1, Math.min(n, bandBytes / rowBytes));
+    if (plan instanceof TensorPlan.Fp8Block) {
       bandRows = Math.max(BLOCK, bandRows / BLOCK * BLOCK);
     }
-    List<TensorSpec> outs = plan.outputs();
+    Deque<Band> inFlight = new ArrayDeque<>();
     QuantError total = QuantError.NONE;
-    for (long r0 = 0; r0 < n; r0 += bandRows) {
-      int rows = (int) Math.min(bandRows, n - r0);
-      int bytes = (int) (rows * rowBytes);
-      ByteBuffer window = source.window(r0 * rowBytes, bytes);
-      copyToDevice(window, bytes);
-      cuMemsetD32(dFlag, 0, 1);
-      long blocks = isFp8
-          ? launchFp8(rows, k, ((TensorPlan.Fp8Block) plan).ue8m0())
-          : launchInt4(rows, k, ((TensorPlan.Int4Group) plan).groupSize());
-      cuCtxSynchronize();
-      int[] flag = new int[1];
-      cuMemcpyDtoH(Pointer.to(flag), dFlag, Sizeof.INT);
-      if (flag[0] != 0) {
-        NonFiniteScan.check(in.name(), in.dtype(), window, r0 * k); // throws, naming the element
-        throw new IllegalStateException("the GPU flagged a non-finite value the CPU scan missed");
+    try {
+      for (long r0 = 0; r0 < n; r0 += bandRows) {
+        int rows = (int) Math.min(bandRows, n - r0);
+        ByteBuffer window = source.window(r0 * rowBytes, Math.toIntExact(rows * rowBytes));
+        Slot slot = inFlight.isEmpty() ? free.take() : free.poll();
+        while (slot == null) { // hold no slot while waiting for one: no deadlock between tensors
+          total = total.plus(finish(plan, inFlight.removeFirst(), sink));
+          slot = inFlight.isEmpty() ? free.take() : free.poll();
+        }
+        inFlight.add(start(plan, slot, r0, rows, window));
+        if (inFlight.size() >= BANDS_IN_FLIGHT) {
+          total = total.plus(finish(plan, inFlight.removeFirst(), sink));
+        }
       }
-      total = total.plus(partials(blocks, (long) rows * k));
-      if (isFp8) {
-        writeBack(outs.get(0).name(), r0 * k, dOut, (long) rows * k, sink);
-        int blockCols = (k + BLOCK - 1) / BLOCK;
-        int blockRows = (rows + BLOCK - 1) / BLOCK;
-        writeBack(outs.get(1).name(), (r0 / BLOCK) * blockCols * 4L, dScales,
-            4L * blockCols * blockRows, sink);
-      } else {
-        int g = ((TensorPlan.Int4Group) plan).groupSize();
-        writeBack(outs.get(0).name(), r0 * (k / 8) * 4L, dOut, (long) rows * k / 2, sink);
-        writeBack(outs.get(1).name(), r0 * (k / g) * 2L, dScales, 2L * rows * (k / g), sink);
+      while (!inFlight.isEmpty()) {
+        total = total.plus(finish(plan, inFlight.removeFirst(), sink));
+      }
+    } finally {
+      for (Band b : inFlight) { // after an error: wait out the GPU's use of the slot, then free it
+        try {
+          call(() -> cuStreamSynchronize(b.slot().stream));
+        } catch (RuntimeException ignored) {
+          // the error that got us here is the one to report
+        }
+        free.add(b.slot());
       }
     }
-    if (!isFp8) {
+    if (plan instanceof TensorPlan.Int4Group) {
       ByteBuffer shape = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-      shape.putInt(Math.toIntExact(n)).putInt(k).flip();
-      sink.write(outs.get(2).name(), 0, shape);
+      shape.putInt(Math.toIntExact(n)).putInt(Math.toIntExact(in.cols())).flip();
+      sink.write(plan.outputs().get(2).name(), 0, shape);
     }
     return total;
   }
 
-  private void copyToDevice(ByteBuffer window, int bytes) {
-    ByteBuffer src = window;
-    if (!window.isDirect()) { // heap (or read-only heap) buffers cannot be handed to the driver
-      hostIn.clear();
-      hostIn.put(window.duplicate()).flip();
-      src = hostIn;
+  /** Enqueues one band on its slot's stream: copy in, kernel, copies out. Returns at once. */
+  private Band start(TensorPlan plan, Slot slot, long r0, int rows, ByteBuffer window) {
+    boolean enqueued = false;
+    try {
+      int k = Math.toIntExact(plan.input().cols());
+      long bytes = window.remaining();
+      boolean pinned = call(() -> isPinned(window));
+      ByteBuffer src = window;
+      if (!pinned) { // the worker copies, so the owner thread only ever queues asynchronous work
+        slot.in.clear();
+        slot.in.put(window.duplicate()).flip();
+        src = slot.in;
+      }
+      ByteBuffer from = src.slice();
+      Band band = call(() -> {
+        cuMemcpyHtoDAsync(slot.dIn, Pointer.to(from), bytes, slot.stream);
+        cuMemsetD32Async(slot.dFlag, 0, 1, slot.stream);
+        long blocks;
+        long outBytes;
+        long scaleBytes;
+        if (plan instanceof TensorPlan.Fp8Block f) {
+          blocks = launchFp8(slot, rows, k, f.ue8m0());
+          outBytes = (long) rows * k;
+          scaleBytes = 4L * blocks;
+        } else {
+          int g = ((TensorPlan.Int4Group) plan).groupSize();
+          blocks = launchInt4(slot, rows, k, g);
+          outBytes = (long) rows * k / 2;
+          scaleBytes = 2L * rows * (k / g);
+        }
+        cuMemcpyDtoHAsync(slot.hOut, slot.dOut, outBytes, slot.stream);
+        cuMemcpyDtoHAsync(slot.hScales, slot.dScales, scaleBytes, slot.stream);
+        cuMemcpyDtoHAsync(slot.hPartials, slot.dPartials, blocks * 3 * Sizeof.DOUBLE, slot.stream);
+        cuMemcpyDtoHAsync(slot.hFlag, slot.dFlag, Sizeof.INT, slot.stream);
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        cuLaunchHostFunc(slot.stream, BAND_DONE, done);
+        return new Band(slot, r0, rows, window, blocks, outBytes, scaleBytes, done);
+      });
+      enqueued = true;
+      return band;
+    } finally {
+      if (!enqueued) {
+        free.add(slot);
+      }
     }
-    cuMemcpyHtoD(dIn, Pointer.to(src.slice()), bytes);
   }
 
-  private long launchFp8(int rows, int k, boolean ue8m0) {
+  /** Waits for a band, writes its outputs to the sink and frees its slot. */
+  private QuantError finish(TensorPlan plan, Band b, TensorSink sink) throws IOException {
+    Slot s = b.slot();
+    try {
+      awaitBand(b);
+      TensorSpec in = plan.input();
+      long k = in.cols();
+      if (s.flag.getInt(0) != 0) {
+        NonFiniteScan.check(in.name(), in.dtype(), b.window(), b.row0() * k); // names the element
+        throw new IllegalStateException("the GPU flagged a non-finite value the CPU scan missed");
+      }
+      QuantError e = partials(s, b.blocks(), b.rows() * k);
+      List<TensorSpec> outs = plan.outputs();
+      if (plan instanceof TensorPlan.Fp8Block) {
+        long blockCols = (k + BLOCK - 1) / BLOCK;
+        sink.write(outs.get(0).name(), b.row0() * k, s.out.slice(0, (int) b.outBytes()));
+        sink.write(outs.get(1).name(), (b.row0() / BLOCK) * blockCols * 4,
+            s.scales.slice(0, (int) b.scaleBytes()));
+      } else {
+        int g = ((TensorPlan.Int4Group) plan).groupSize();
+        sink.write(outs.get(0).name(), b.row0() * k / 2, s.out.slice(0, (int) b.outBytes()));
+        sink.write(outs.get(1).name(), b.row0() * (k / g) * 2,
+            s.scales.slice(0, (int) b.scaleBytes()));
+      }
+      return e;
+    } finally {
+      free.add(s);
+    }
+  }
+
+  /**
+   * Waits for the band's completion callback. The driver skips callbacks once the context has
+   * failed, so after a second without one the owner synchronizes the stream: that returns when the
+   * band is merely slow and throws the CUDA error when the context is broken.
+   */
+  private void awaitBand(Band b) throws IOException {
+    try {
+      while (true) {
+        try {
+          b.done().get(1, TimeUnit.SECONDS);
+          return;
+        } catch (TimeoutException e) {
+          call(() -> cuStreamSynchronize(b.slot().stream));
+          if (b.done().isDone()) {
+            return;
+          }
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted while waiting for the GPU", e);
+    } catch (ExecutionException e) {
+      throw new IllegalStateException(e.getCause());
+    }
+  }
+
+  private boolean isPinned(ByteBuffer window) {
+    if (!window.isDirect()) {
+      return false;
+    }
+    try {
+      cuMemHostGetFlags(new int[1], Pointer.to(window.slice()));
+      return true;
+    } catch (CudaException e) {
+      return false; // pageable memory (a heap copy, a mapped file)
+    }
+  }
+
+  private long launchFp8(Slot s, int rows, int k, boolean ue8m0) {
     int gx = (k + BLOCK - 1) / BLOCK;
     int gy = (rows + BLOCK - 1) / BLOCK;
-    Pointer params = Pointer.to(Pointer.to(dIn), Pointer.to(dOut), Pointer.to(dScales),
-        Pointer.to(dPartials), Pointer.to(dFlag), Pointer.to(new int[] {rows}),
+    Pointer params = Pointer.to(Pointer.to(s.dIn), Pointer.to(s.dOut), Pointer.to(s.dScales),
+        Pointer.to(s.dPartials), Pointer.to(s.dFlag), Pointer.to(new int[] {rows}),
         Pointer.to(new int[] {k}), Pointer.to(new int[] {ue8m0 ? 1 : 0}));
-    cuLaunchKernel(fp8, gx, gy, 1, THREADS, 1, 1, 0, null, params, null);
+    cuLaunchKernel(fp8, gx, gy, 1, THREADS, 1, 1, 0, s.stream, params, null);
     return (long) gx * gy;
   }
 
-  private long launchInt4(int rows, int k, int g) {
+  private long launchInt4(Slot s, int rows, int k, int g) {
     long words = (long) rows * k / 8;
     int blocks = (int) ((words + THREADS - 1) / THREADS);
-    Pointer params = Pointer.to(Pointer.to(dIn), Pointer.to(dOut), Pointer.to(dScales),
-        Pointer.to(dPartials), Pointer.to(dFlag), Pointer.to(new long[] {words}),
+    Pointer params = Pointer.to(Pointer.to(s.dIn), Pointer.to(s.dOut), Pointer.to(s.dScales),
+        Pointer.to(s.dPartials), Pointer.to(s.dFlag), Pointer.to(new long[] {words}),
         Pointer.to(new int[] {k}), Pointer.to(new int[] {g}));
-    cuLaunchKernel(int4, blocks, 1, 1, THREADS, 1, 1, 0, null, params, null);
+    cuLaunchKernel(int4, blocks, 1, 1, THREADS, 1, 1, 0, s.stream, params, null);
     return blocks;
   }
 
   /** Adds the per-block statistics in block order, so the sums do not depend on scheduling. */
-  private QuantError partials(long blocks, long elements) {
+  private QuantError partials(Slot s, long blocks, long elements) {
     if (blocks > partialsCapacity) {
       throw new IllegalStateException("statistics buffer too small: " + blocks + " blocks");
     }
-    double[] p = new double[(int) blocks * 3];
-    cuMemcpyDtoH(Pointer.to(p), dPartials, (long) p.length * Sizeof.DOUBLE);
     double max = 0;
     double err = 0;
     double ref = 0;
     for (int b = 0; b < blocks; b++) {
-      max = Math.max(max, p[3 * b]);
-      err += p[3 * b + 1];
-      ref += p[3 * b + 2];
+      max = Math.max(max, s.partials.getDouble(24 * b));
+      err += s.partials.getDouble(24 * b + 8);
+      ref += s.partials.getDouble(24 * b + 16);
     }
     return new QuantError(max, err, ref, elements);
   }
 
-  private void writeBack(String name, long offset, CUdeviceptr from, long bytes, TensorSink sink)
-      throws IOException {
-    hostOut.clear().limit((int) bytes);
-    cuMemcpyDtoH(Pointer.to(hostOut.slice()), from, bytes);
-    sink.write(name, offset, hostOut.duplicate());
-  }
-
   /**
-   * Runs {@code c} on the thread that owns the context and rethrows what it threw unchanged
-   * (checked IOExceptions included, which {@link #quantize} declares).
+   * Runs {@code c} on the thread that owns the context. A CUDA error becomes a
+   * {@link GpuFailureException}; anything else is rethrown unchanged.
    */
   private <T> T call(Callable<T> c) {
     try {
@@ -305,6 +533,9 @@ public final class CudaQuantizer implements Quantizer {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted while waiting for the GPU", e);
     } catch (ExecutionException e) {
+      if (e.getCause() instanceof CudaException ce) {
+        throw new GpuFailureException("CUDA error on cuda:" + ordinal + ": " + ce.getMessage(), ce);
+      }
       throw CudaQuantizer.<RuntimeException>sneaky(e.getCause());
     }
   }
@@ -316,19 +547,18 @@ public final class CudaQuantizer implements Quantizer {
 
   /**
    * Seconds per launch of {@code plan}'s kernel over a tensor already in device memory (random
-   * BF16 values), averaged over {@code iterations} after one warm-up. The tensor must fit the
-   * input buffer.
+   * BF16 values), averaged over {@code iterations} after one warm-up. The tensor must fit a band.
    */
   public double timeKernel(TensorPlan plan, int iterations) {
+    Slot s = slots.get(0);
     return call(() -> {
-      cuCtxSetCurrent(context);
       TensorSpec t = plan.input();
       int rows = Math.toIntExact(t.rows());
       int k = Math.toIntExact(t.cols());
-      fillRandomBf16(t.byteLength());
+      fillRandomBf16(s, t.byteLength());
       Runnable launch = plan instanceof TensorPlan.Fp8Block f
-          ? () -> launchFp8(rows, k, f.ue8m0())
-          : () -> launchInt4(rows, k, ((TensorPlan.Int4Group) plan).groupSize());
+          ? () -> launchFp8(s, rows, k, f.ue8m0())
+          : () -> launchInt4(s, rows, k, ((TensorPlan.Int4Group) plan).groupSize());
       launch.run();
       cuCtxSynchronize();
       long start = System.nanoTime();
@@ -340,52 +570,98 @@ public final class CudaQuantizer implements Quantizer {
     });
   }
 
-  /** Seconds per device-to-device copy of {@code bytes} (the bandwidth baseline). */
+  /** Seconds per device-to-device copy of {@code bytes} (at most a band: the bandwidth baseline). */
   public double timeDeviceCopy(long bytes, int iterations) {
+    Slot s = slots.get(0);
     return call(() -> {
-      cuCtxSetCurrent(context);
-      JCudaDriver.cuMemcpyDtoD(dOut, dIn, bytes);
+      cuMemcpyDtoD(s.dOut, s.dIn, bytes);
       cuCtxSynchronize();
       long start = System.nanoTime();
       for (int i = 0; i < iterations; i++) {
-        JCudaDriver.cuMemcpyDtoD(dOut, dIn, bytes);
+        cuMemcpyDtoD(s.dOut, s.dIn, bytes);
       }
       cuCtxSynchronize();
       return (System.nanoTime() - start) / 1e9 / iterations;
     });
   }
 
-  private void fillRandomBf16(long bytes) {
+  /**
+   * Seconds to copy {@code source} (pinned, see {@link #allocatePinned}) to the device band by
+   * band, as the quantizer's copies in do, but with nothing else: the transfer baseline.
+   */
+  public double timeHostToDevice(ByteBuffer source) {
+    Slot s = slots.get(0);
+    return call(() -> {
+      long start = System.nanoTime();
+      for (int off = 0; off < source.capacity(); off += (int) bandBytes) {
+        int len = (int) Math.min(bandBytes, source.capacity() - off);
+        cuMemcpyHtoDAsync(s.dIn, Pointer.to(source.slice(off, len)), len, s.stream);
+      }
+      cuStreamSynchronize(s.stream);
+      return (System.nanoTime() - start) / 1e9;
+    });
+  }
+
+  private void fillRandomBf16(Slot s, long bytes) {
     java.util.SplittableRandom r = new java.util.SplittableRandom(3);
-    int chunk = (int) Math.min(bytes, hostIn.capacity());
-    hostIn.clear();
-    ByteBuffer b = hostIn.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+    int chunk = (int) Math.min(bytes, s.in.capacity());
+    ByteBuffer b = s.in.duplicate().clear().order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < chunk / 2; i++) {
       b.putShort(dev.weightsync.core.quant.Bf16.fromFloat((float) (r.nextGaussian() * 0.02)));
     }
     for (long off = 0; off < bytes; off += chunk) {
-      cuMemcpyHtoD(dIn.withByteOffset(off), Pointer.to(hostIn), Math.min(chunk, bytes - off));
+      cuMemcpyHtoD(s.dIn.withByteOffset(off), s.hIn, Math.min(chunk, bytes - off));
     }
   }
 
+  /**
+   * Frees every device and pinned buffer and destroys the context. Destroying the context alone
+   * would release them too; freeing one by one keeps working when the context is already broken
+   * (then the driver reclaims what is left when the context goes).
+   */
   @Override
   public void close() {
+    workers.shutdownNow();
     try {
       if (context != null) {
         call(() -> {
-          cuCtxSetCurrent(context);
-          for (CUdeviceptr p : new CUdeviceptr[] {dIn, dOut, dScales, dPartials, dFlag}) {
-            if (p != null) {
-              cuMemFree(p);
+          quietly(JCudaDriver::cuCtxSynchronize);
+          for (Slot s : slots) {
+            for (CUdeviceptr p : new CUdeviceptr[] {s.dIn, s.dOut, s.dScales, s.dPartials, s.dFlag}) {
+              if (p != null) {
+                quietly(() -> cuMemFree(p));
+              }
+            }
+            Pointer[] host = {s.hIn, s.hOut, s.hScales, s.hPartials, s.hFlag};
+            ByteBuffer[] views = {s.in, s.out, s.scales, s.partials, s.flag};
+            for (int i = 0; i < host.length; i++) {
+              if (views[i] != null) { // allocated
+                Pointer p = host[i];
+                quietly(() -> cuMemFreeHost(p));
+              }
+            }
+            quietly(() -> cuStreamDestroy(s.stream));
+          }
+          synchronized (userPinned) {
+            for (Pointer p : userPinned) {
+              quietly(() -> cuMemFreeHost(p));
             }
           }
-          cuCtxDestroy(context);
+          quietly(() -> cuCtxDestroy(context));
           return null;
         });
       }
     } finally {
       owner.shutdownNow();
       cpu.close();
+    }
+  }
+
+  private static void quietly(Runnable cudaCall) {
+    try {
+      cudaCall.run();
+    } catch (CudaException e) {
+      // closing: a broken context refuses the calls, and destroying it reclaims the memory
     }
   }
 }

@@ -1,0 +1,102 @@
+package dev.weightsync.core.quant;
+
+import dev.weightsync.core.tensor.TensorSink;
+import dev.weightsync.core.tensor.TensorSource;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+
+/**
+ * Tensors handed to {@link Quantizer#quantizeAsync} one after another, at most {@code depth} in
+ * flight: enough to keep a GPU's copy engines and kernels busy together, few enough that the
+ * memory held by sources waiting their turn stays bounded. Errors surface in submission order, as
+ * the exception {@link Quantizer#quantize} would have thrown. Not thread-safe: one producer.
+ */
+public final class QuantQueue {
+
+  /** Called when a tensor's outputs are all in the sink. */
+  public interface Done {
+    void done(TensorPlan plan, QuantError error);
+  }
+
+  private record Pending(TensorPlan plan, CompletableFuture<QuantError> future) {}
+
+  private final Quantizer quantizer;
+  private final int depth;
+  private final Done done;
+  private final Deque<Pending> pending = new ArrayDeque<>();
+  private QuantError total = QuantError.NONE;
+
+  public QuantQueue(Quantizer quantizer, int depth, Done done) {
+    if (depth < 1) {
+      throw new IllegalArgumentException("depth must be at least 1");
+    }
+    this.quantizer = quantizer;
+    this.depth = depth;
+    this.done = done;
+  }
+
+  /** Starts {@code plan}, first waiting for the oldest tensor when {@code depth} are in flight. */
+  public void submit(TensorPlan plan, TensorSource source, TensorSink sink) throws IOException {
+    while (!pending.isEmpty() && pending.peekFirst().future().isDone()) {
+      finishOldest(); // report a failure as early as it is known
+    }
+    while (pending.size() >= depth) {
+      finishOldest();
+    }
+    pending.add(new Pending(plan, quantizer.quantizeAsync(plan, source, sink)));
+  }
+
+  /** Waits for every tensor in flight and returns the statistics of all tensors submitted. */
+  public QuantError finish() throws IOException {
+    while (!pending.isEmpty()) {
+      finishOldest();
+    }
+    return total;
+  }
+
+  /** Waits for what is in flight, ignoring its outcome: the caller is discarding the output. */
+  public void abandon() {
+    for (Pending p : pending) {
+      p.future().handle((r, e) -> null).join();
+    }
+    pending.clear();
+  }
+
+  private void finishOldest() throws IOException {
+    Pending p = pending.removeFirst();
+    QuantError e = await(p.future());
+    total = total.plus(e);
+    if (done != null) {
+      done.done(p.plan(), e);
+    }
+  }
+
+  private static QuantError await(CompletableFuture<QuantError> f) throws IOException {
+    try {
+      return f.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted while waiting for the quantizer", e);
+    } catch (ExecutionException | CompletionException e) {
+      Throwable c = e.getCause() instanceof CompletionException ce ? ce.getCause() : e.getCause();
+      if (c instanceof IOException io) {
+        throw io;
+      }
+      if (c instanceof UncheckedIOException u) {
+        throw u.getCause();
+      }
+      if (c instanceof RuntimeException r) {
+        throw r;
+      }
+      if (c instanceof Error err) {
+        throw err;
+      }
+      throw new IOException(c);
+    }
+  }
+}
