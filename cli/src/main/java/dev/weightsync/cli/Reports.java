@@ -21,11 +21,18 @@ final class Reports {
         t.getTotalSeconds()));
     b.append(String.format(Locale.ROOT, "quantization error: max abs %.4g, rel RMS %.4g%n",
         r.getQuantizationError().getMaxAbs(), r.getQuantizationError().getRelRms()));
-    for (EngineResult e : r.getEnginesList()) {
-      b.append(String.format(Locale.ROOT, "engine %s: %s, serving '%s' (%.3f s)%s%n",
-          e.getEngine(), e.getOutcome(), e.getLoadedVersion(), e.getSeconds(),
-          e.getMessage().isEmpty() ? "" : ": " + e.getMessage()));
-    }
+    engines(b, r.getEnginesList(), "");
     return b.toString();
+  }
+
+  /** One line per engine; the engines behind a relay target indented under it. */
+  private static void engines(StringBuilder b, java.util.List<EngineResult> engines, String indent) {
+    for (EngineResult e : engines) {
+      boolean relay = e.getEnginesCount() > 0;
+      b.append(String.format(Locale.ROOT, "%s%s %s: %s, serving '%s' (%.3f s)%s%n", indent,
+          relay ? "relay" : "engine", e.getEngine(), e.getOutcome(), e.getLoadedVersion(),
+          e.getSeconds(), e.getMessage().isEmpty() ? "" : ": " + e.getMessage()));
+      engines(b, e.getEnginesList(), indent + "  ");
+    }
   }
 }

@@ -88,6 +88,21 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--auth-token-file", description = "Bearer tokens (one a line) required on UpdateWeights and GetStatus.")
   Path authTokenFile;
 
+  @Option(names = "--role", description = "trainer (quantize, relay to engine-side sidecars), engine (gather the parts relayed to it, stage, drive the local engine) or both (default: colocated).")
+  String role;
+
+  @Option(names = "--relay-to", paramLabel = "TARGET", description = "With --role trainer: an engine-side sidecar, HOST:PORT, or dns:///NAME:PORT for every address NAME resolves to, looked up for each version (repeatable).")
+  List<String> relayTo;
+
+  @Option(names = "--relay-token-file", description = "A file whose first line is the bearer token sent on relay calls.")
+  Path relayTokenFile;
+
+  @Option(names = "--policy", description = "When some engines or relay targets fail a version: all (default: the version fails) or quorum.")
+  String policy;
+
+  @Option(names = "--quorum", description = "With --policy quorum: the fraction of engines or targets that must load the version (default 0.5).")
+  Double quorum;
+
   /** The flags that were given, by config key. */
   Map<String, Object> flags() {
     Map<String, Object> m = new LinkedHashMap<>();
@@ -113,6 +128,11 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "device", device);
     put(m, "gpu-failure", gpuFailure);
     put(m, "auth-token-file", authTokenFile == null ? null : authTokenFile.toString());
+    put(m, "role", role);
+    put(m, "relay-to", relayTo);
+    put(m, "relay-token-file", relayTokenFile == null ? null : relayTokenFile.toString());
+    put(m, "policy", policy);
+    put(m, "quorum", quorum);
     return m;
   }
 

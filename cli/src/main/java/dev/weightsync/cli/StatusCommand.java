@@ -31,8 +31,9 @@ final class StatusCommand implements Callable<Integer> {
             p.getPartsReceivingList());
       }
       for (EngineStatus e : s.getEnginesList()) {
-        System.out.printf("engine %s: %s, version '%s'%s%n", e.getEngine(), e.getState(),
-            e.getLoadedVersion(), e.getLastError().isEmpty() ? "" : ", last error: " + e.getLastError());
+        System.out.printf("engine %s: %s, version '%s'%s%s%n", e.getEngine(), e.getState(),
+            e.getLoadedVersion(), e.getOutOfDate() ? ", OUT OF DATE (missed the last version)" : "",
+            e.getLastError().isEmpty() ? "" : ", last error: " + e.getLastError());
       }
       return 0;
     } catch (StatusRuntimeException e) {

@@ -71,6 +71,14 @@ public final class WeightSyncClient implements AutoCloseable {
    * {@code authorization: Bearer <token>} on every call (none when null).
    */
   public static WeightSyncClient connect(String target, String token) {
+    return connect(target, token, 3);
+  }
+
+  /**
+   * As {@link #connect(String, String)}, trying each part up to {@code attempts} times while the
+   * sidecar is UNAVAILABLE (waits 0.2 s, 0.4 s, 0.8 s... between tries).
+   */
+  public static WeightSyncClient connect(String target, String token, int attempts) {
     NettyChannelBuilder b = NettyChannelBuilder.forTarget(target).usePlaintext()
         .maxInboundMessageSize(8 << 20);
     if (token != null) {
@@ -79,7 +87,23 @@ public final class WeightSyncClient implements AutoCloseable {
           "Bearer " + token);
       b.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
     }
-    return new WeightSyncClient(b.build(), true, DEFAULT_CHUNK_BYTES, 3);
+    return new WeightSyncClient(b.build(), true, DEFAULT_CHUNK_BYTES, attempts);
+  }
+
+  /**
+   * Whether the sidecar answers within {@code timeout} (a refusal such as UNAUTHENTICATED counts:
+   * it is there).
+   */
+  public boolean reachable(java.time.Duration timeout) {
+    try {
+      WeightSyncGrpc.newBlockingStub(channel)
+          .withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS)
+          .getStatus(GetStatusRequest.getDefaultInstance());
+      return true;
+    } catch (StatusRuntimeException e) {
+      Status.Code c = e.getStatus().getCode();
+      return c != Status.Code.UNAVAILABLE && c != Status.Code.DEADLINE_EXCEEDED;
+    }
   }
 
   public GetStatusResponse status() {
@@ -106,10 +130,21 @@ public final class WeightSyncClient implements AutoCloseable {
    */
   public UpdateWeightsResponse push(String version, int part, int parts, List<Tensor> tensors)
       throws IOException {
+    return push(Header.newBuilder().setWeightVersion(version).setPartIndex(part)
+        .setPartCount(parts).build(), tensors);
+  }
+
+  /**
+   * Sends {@code tensors} under {@code header} (version, part, and for a relay the payload kind
+   * and quantization config), retrying the whole part while the sidecar is UNAVAILABLE.
+   *
+   * @throws StatusRuntimeException with the sidecar's status when the version fails
+   */
+  public UpdateWeightsResponse push(Header header, List<Tensor> tensors) throws IOException {
     StatusRuntimeException last = null;
     for (int attempt = 0; attempt < attempts; attempt++) {
       try {
-        return pushOnce(version, part, parts, tensors);
+        return pushOnce(header, tensors);
       } catch (StatusRuntimeException e) {
         if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
           throw e;
@@ -121,8 +156,7 @@ public final class WeightSyncClient implements AutoCloseable {
     throw last;
   }
 
-  private UpdateWeightsResponse pushOnce(String version, int part, int parts,
-      List<Tensor> tensors) throws IOException {
+  private UpdateWeightsResponse pushOnce(Header header, List<Tensor> tensors) throws IOException {
     CompletableFuture<UpdateWeightsResponse> result = new CompletableFuture<>();
     Object ready = new Object();
     AtomicReference<ClientCallStreamObserver<UpdateWeightsRequest>> stream = new AtomicReference<>();
@@ -161,8 +195,7 @@ public final class WeightSyncClient implements AutoCloseable {
     WeightSyncGrpc.newStub(channel).updateWeights(observer);
     ClientCallStreamObserver<UpdateWeightsRequest> s = stream.get();
     try {
-      send(s, ready, result, UpdateWeightsRequest.newBuilder().setHeader(Header.newBuilder()
-          .setWeightVersion(version).setPartIndex(part).setPartCount(parts)).build());
+      send(s, ready, result, UpdateWeightsRequest.newBuilder().setHeader(header).build());
       long total = 0;
       CRC32C crc = new CRC32C();
       for (Tensor t : tensors) {

@@ -10,7 +10,11 @@ import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.server.config.SidecarConfig;
+import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.engine.EngineAdapter;
+import dev.weightsync.server.engine.EngineSet;
+import dev.weightsync.server.pipeline.DeliveryPolicy;
+import dev.weightsync.server.relay.RelayTargets;
 import dev.weightsync.server.engine.SglangAdapter;
 import dev.weightsync.server.ingest.WeightSyncService;
 import dev.weightsync.server.metrics.SyncMetrics;
@@ -64,6 +68,8 @@ public final class Sidecar implements AutoCloseable {
   private final PrometheusMeterRegistry registry;
   private final SyncMetrics metrics;
   private final List<EngineAdapter> engines;
+  /** The engine-side sidecars, on a trainer-side sidecar; else null. */
+  private final RelayTargets relay;
   private final WeightSyncService service;
   private HttpServer http;
   private boolean closing;
@@ -96,11 +102,27 @@ public final class Sidecar implements AutoCloseable {
           config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff()));
     }
     this.engines = List.copyOf(engines);
-    Quantizers.Choice choice = Quantizers.create(config.device(), config.effectiveThreads(),
-        config.gpuFailure());
+    boolean trainerSide = config.role().equals("trainer");
+    EngineSet deliverTo = EngineSet.of(engines);
+    if (trainerSide) {
+      String token = config.relayTokenFile() == null ? null
+          : BearerTokenInterceptor.readTokens(config.relayTokenFile()).get(0);
+      relay = new RelayTargets(config.relayTo().stream().map(RelayTarget::parse).toList(), token);
+      deliverTo = relay;
+    } else {
+      relay = null;
+    }
+    Quantizers.Choice choice;
+    if (config.role().equals("engine") && "auto".equals(config.device())) {
+      // Relayed parts arrive quantized; leave the GPU to the engine beside us.
+      choice = new Quantizers.Choice(new dev.weightsync.core.quant.CpuQuantizer(
+          config.effectiveThreads()), "engine-side: parts arrive quantized; no GPU taken");
+    } else {
+      choice = Quantizers.create(config.device(), config.effectiveThreads(), config.gpuFailure());
+    }
     this.quantizer = choice.quantizer();
-    this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, engines,
-        config.partTimeout());
+    this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, deliverTo,
+        config.partTimeout(), DeliveryPolicy.of(config.policy(), config.quorum()), trainerSide);
     AtomicInteger n = new AtomicInteger();
     this.workers = Executors.newFixedThreadPool(Math.max(4, config.effectiveThreads() * 2), r -> {
       Thread t = new Thread(r, "weightsync-ingest-" + n.incrementAndGet());
@@ -119,7 +141,7 @@ public final class Sidecar implements AutoCloseable {
     coordinator.metrics(metrics);
     this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
-        config.maxOpenTensors(), workers, "both", choice::note, metrics, config.partTimeout());
+        config.maxOpenTensors(), workers, config.role(), choice::note, metrics, config.partTimeout());
     NettyServerBuilder builder = NettyServerBuilder.forPort(config.port());
     if (config.authTokenFile() != null) {
       builder.intercept(new BearerTokenInterceptor(SERVICE,
@@ -156,8 +178,9 @@ public final class Sidecar implements AutoCloseable {
     refreshReadiness();
     readinessTimer.scheduleWithFixedDelay(this::refreshReadiness, 5, 5, TimeUnit.SECONDS);
     LOG.info(() -> "weightsync serving " + scheme.format() + " on port " + port() + " ("
-        + quantizer.device() + "), staging in " + staging.root() + ", engines "
-        + config.sglangUrls());
+        + quantizer.device() + ", role " + config.role() + "), staging in " + staging.root()
+        + (relay != null ? ", relaying to " + config.relayTo() + " (policy " + config.policy() + ")"
+            : ", engines " + config.sglangUrls()));
     return this;
   }
 
@@ -242,5 +265,8 @@ public final class Sidecar implements AutoCloseable {
     service.close();
     workers.shutdownNow();
     quantizer.close();
+    if (relay != null) {
+      relay.close();
+    }
   }
 }

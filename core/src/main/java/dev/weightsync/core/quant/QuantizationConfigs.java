@@ -1,10 +1,13 @@
 package dev.weightsync.core.quant;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.Collection;
+import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
 import java.util.TreeSet;
 
 /** Builds the output {@code config.json}'s {@code quantization_config} per QUANTIZATION.md. */
@@ -97,5 +100,60 @@ public final class QuantizationConfigs {
         .filter(p -> p instanceof TensorPlan.PassThrough pt && pt.indivisible())
         .map(p -> p.input().name())
         .toList();
+  }
+
+  /**
+   * One {@code quantization_config} for a version whose parts were quantized apart (relayed by
+   * several trainer-side sidecars): lists (modules left unconverted, ignored) are joined, every
+   * other field must agree. Null when every part is unquantized.
+   *
+   * @throws IllegalArgumentException naming the field the parts disagree on
+   */
+  public static ObjectNode merge(List<ObjectNode> parts) {
+    ObjectNode merged = null;
+    for (int i = 0; i < parts.size(); i++) {
+      ObjectNode p = parts.get(i);
+      if (i > 0 && (p == null) != (merged == null)) {
+        throw new IllegalArgumentException("some parts are quantized and some are not");
+      }
+      if (p == null) {
+        continue;
+      }
+      if (merged == null) {
+        merged = p.deepCopy();
+        continue;
+      }
+      for (Map.Entry<String, JsonNode> kv : p.properties()) {
+        JsonNode mine = merged.get(kv.getKey());
+        JsonNode theirs = kv.getValue();
+        if (mine != null && mine.isArray() && theirs.isArray() && textual(mine) && textual(theirs)) {
+          TreeSet<String> union = new TreeSet<>();
+          mine.forEach(n -> union.add(n.asText()));
+          theirs.forEach(n -> union.add(n.asText()));
+          ArrayNode a = merged.putArray(kv.getKey());
+          union.forEach(a::add);
+        } else if (!theirs.equals(mine)) {
+          throw new IllegalArgumentException("the parts disagree on quantization_config."
+              + kv.getKey() + ": " + mine + " vs " + theirs);
+        }
+      }
+      for (Iterator<String> it = merged.fieldNames(); it.hasNext(); ) {
+        String key = it.next();
+        if (!p.has(key)) {
+          throw new IllegalArgumentException("the parts disagree on quantization_config." + key
+              + ": present in one part, missing in another");
+        }
+      }
+    }
+    return merged;
+  }
+
+  private static boolean textual(JsonNode array) {
+    for (JsonNode n : array) {
+      if (!n.isTextual()) {
+        return false;
+      }
+    }
+    return true;
   }
 }

@@ -51,10 +51,15 @@ public final class ConfigLoader {
       device: auto
       gpu-failure: cpu
       auth-token-file: null
+      role: both
+      relay-to: []
+      relay-token-file: null
+      policy: all
+      quorum: 0.5
       """;
 
   /** Keys that may be given several times and form a list. */
-  private static final List<String> LIST_KEYS = List.of("sglang-url");
+  private static final List<String> LIST_KEYS = List.of("sglang-url", "relay-to");
 
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory())
       .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)

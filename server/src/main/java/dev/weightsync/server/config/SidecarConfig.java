@@ -56,7 +56,17 @@ public record SidecarConfig(
     /** When the GPU fails on a tensor: cpu (redo it on the CPU, same bytes) or fail (the version fails). */
     @JsonProperty("gpu-failure") String gpuFailure,
     /** File of bearer tokens (one a line) required on UpdateWeights and GetStatus; none: open. */
-    @JsonProperty("auth-token-file") Path authTokenFile) {
+    @JsonProperty("auth-token-file") Path authTokenFile,
+    /** trainer (quantize and relay), engine (gather, stage, drive the engine) or both (colocated). */
+    @JsonProperty("role") String role,
+    /** Engine-side sidecars a trainer-side one relays to: HOST:PORT or dns:///NAME:PORT (all addresses). */
+    @JsonProperty("relay-to") List<String> relayTo,
+    /** Token file for relay calls (the engine-side sidecars' auth-token-file holds it). */
+    @JsonProperty("relay-token-file") Path relayTokenFile,
+    /** When some engines (or relay targets) fail a version: all (the version fails) or quorum. */
+    @JsonProperty("policy") String policy,
+    /** With policy quorum: the fraction of engines that must load a version for it to succeed. */
+    @JsonProperty("quorum") double quorum) {
 
   public SidecarConfig {
     Objects.requireNonNull(stagingDir, "staging-dir is required");
@@ -65,6 +75,31 @@ public record SidecarConfig(
     Objects.requireNonNull(engineBackoff, "engine-backoff");
     Objects.requireNonNull(shutdownGrace, "shutdown-grace");
     sglangUrls = sglangUrls == null ? List.of() : List.copyOf(sglangUrls);
+    relayTo = relayTo == null ? List.of() : List.copyOf(relayTo);
+    if (!List.of("trainer", "engine", "both").contains(role)) {
+      throw new IllegalArgumentException("role must be trainer, engine or both, got " + role);
+    }
+    if (role.equals("trainer") && relayTo.isEmpty()) {
+      throw new IllegalArgumentException("role trainer needs at least one relay-to target (the"
+          + " engine-side sidecars)");
+    }
+    if (!role.equals("trainer") && !relayTo.isEmpty()) {
+      throw new IllegalArgumentException("relay-to is for role trainer (this sidecar's role is "
+          + role + ")");
+    }
+    if (role.equals("trainer") && !sglangUrls.isEmpty()) {
+      throw new IllegalArgumentException("a trainer-side sidecar drives no engine: drop sglang-url"
+          + " (give it to the engine-side sidecars)");
+    }
+    for (String t : relayTo) {
+      RelayTarget.parse(t);
+    }
+    if (!List.of("all", "quorum").contains(policy)) {
+      throw new IllegalArgumentException("policy must be all or quorum, got " + policy);
+    }
+    if (!(quorum > 0 && quorum <= 1)) {
+      throw new IllegalArgumentException("quorum must be a fraction in (0, 1], got " + quorum);
+    }
     if (port < 0 || port > 65535) {
       throw new IllegalArgumentException("port must be 0..65535, got " + port);
     }
@@ -115,6 +150,8 @@ public record SidecarConfig(
         + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
         + ", threads=" + threads + ", pause-mode=" + pauseMode
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", gpu-failure=" + gpuFailure + ", auth-token-file=" + authTokenFile + "]";
+        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", gpu-failure=" + gpuFailure + ", auth-token-file=" + authTokenFile
+        + ", role=" + role + ", relay-to=" + relayTo + ", relay-token-file=" + relayTokenFile
+        + ", policy=" + policy + ", quorum=" + quorum + "]";
   }
 }

@@ -1,9 +1,9 @@
 package dev.weightsync.server.engine;
 
-import java.nio.file.Path;
 
 /**
- * Delivers a complete staged version to one inference engine. Each adapter owns its retries and
+ * Delivers a staged version to one inference engine ({@link SglangAdapter}) or, on a trainer-side
+ * sidecar, to one engine-side sidecar ({@code relay.RelayAdapter}). Each adapter owns its retries and
  * timeouts and never leaves the engine paused without reporting it.
  *
  * <p>Not called concurrently for the same engine.
@@ -13,8 +13,8 @@ public interface EngineAdapter {
   /** A name for logs, status and metrics (the engine's URL). */
   String name();
 
-  /** Runs the engine's update session for the folder {@code staged} holding {@code version}. */
-  EngineResult update(Path staged, String version);
+  /** Runs the engine's update session for a staged folder (or relays it onwards). */
+  EngineResult update(Delivery delivery);
 
   /** The last known state. */
   EngineState state();

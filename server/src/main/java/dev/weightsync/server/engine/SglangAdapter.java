@@ -70,7 +70,9 @@ public final class SglangAdapter implements EngineAdapter {
   }
 
   @Override
-  public EngineResult update(Path staged, String version) {
+  public EngineResult update(Delivery delivery) {
+    Path staged = delivery.folder();
+    String version = delivery.version();
     long start = System.nanoTime();
     try {
       call("POST", "/pause_generation", JSON.createObjectNode().put("mode", pauseMode), retries);

@@ -1,5 +1,8 @@
 package dev.weightsync.server.ingest;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.core.quant.NonFiniteWeightException;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.QuantQueue;
@@ -83,12 +86,23 @@ final class PartReceiver {
   private long spoolLength;
   private int open;
   private long bytesIn;
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private final String role;
+  private final boolean acceptsRelayed;
+  private boolean relayed;
+  private ObjectNode relayedConfig;
   /** Tensors being quantized while the next ones arrive (a GPU overlaps them). */
   private final QuantQueue quantizing;
   private double quantizeSeconds;
 
+  /**
+   * @param role this sidecar's role: an engine-side sidecar ({@code engine}) also takes parts
+   *     relayed already quantized
+   */
   PartReceiver(VersionCoordinator coordinator, Quantizer quantizer, TensorSelector selector,
-      int maxOpenTensors, SyncMetrics metrics) {
+      int maxOpenTensors, SyncMetrics metrics, String role) {
+    this.role = role;
+    this.acceptsRelayed = role.equals("engine");
     this.metrics = metrics;
     this.coordinator = coordinator;
     this.selector = selector;
@@ -126,14 +140,25 @@ final class PartReceiver {
       throw invalid("part_index " + Integer.toUnsignedString(h.getPartIndex())
           + " is not below part_count " + count);
     }
-    if (h.getFormat() != dev.weightsync.proto.v1.Format.FORMAT_UNSPECIFIED
-        && h.getFormat() != serverFormat) {
-      throw Status.FAILED_PRECONDITION.withDescription("the header asks for " + h.getFormat()
-          + " but this sidecar serves " + serverFormat + " (configured with --format)").asException();
-    }
-    if (h.getPayload() != dev.weightsync.proto.v1.Payload.PAYLOAD_SOURCE) {
-      throw Status.FAILED_PRECONDITION.withDescription("this sidecar quantizes source weights"
-          + " itself; it does not accept already-quantized payloads").asException();
+    switch (h.getPayload()) {
+      case PAYLOAD_SOURCE -> {
+        if (h.getFormat() != dev.weightsync.proto.v1.Format.FORMAT_UNSPECIFIED
+            && h.getFormat() != serverFormat) {
+          throw Status.FAILED_PRECONDITION.withDescription("the header asks for " + h.getFormat()
+              + " but this sidecar serves " + serverFormat + " (configured with --format)")
+              .asException();
+        }
+      }
+      case PAYLOAD_QUANTIZED -> {
+        if (!acceptsRelayed) {
+          throw Status.FAILED_PRECONDITION.withDescription("this sidecar (role " + role
+              + ") quantizes source weights itself; already-quantized parts go to engine-side"
+              + " sidecars (--role engine)").asException();
+        }
+        relayed = true;
+        relayedConfig = parseRelayedConfig(h.getQuantizationConfigJson());
+      }
+      default -> throw invalid("unknown payload kind " + h.getPayloadValue());
     }
     part = coordinator.open(h.getWeightVersion(), h.getPartIndex(), count);
     try {
@@ -250,7 +275,8 @@ final class PartReceiver {
   private void complete(Incoming t) throws StatusException {
     t.done = true;
     open--;
-    TensorPlan plan = selector.plan(t.spec);
+    // Relayed tensors are already quantized (FP8/INT4 bytes, scales): staged as they arrive.
+    TensorPlan plan = relayed ? new TensorPlan.PassThrough(t.spec, false) : selector.plan(t.spec);
     shard.allocate(plan.outputs());
     plans.add(plan);
     long start = System.nanoTime();
@@ -311,7 +337,7 @@ final class PartReceiver {
           .asException();
     }
     return new PartResult(part.index(), shard, List.copyOf(plans), bytesIn, shard.dataLength(),
-        error, quantizeSeconds);
+        error, quantizeSeconds, relayed, relayedConfig);
   }
 
   double secondsSinceStart() {
@@ -364,6 +390,21 @@ final class PartReceiver {
       expected = r.getValue();
     }
     return expected;
+  }
+
+  private static ObjectNode parseRelayedConfig(String json) throws StatusException {
+    if (json.isEmpty()) {
+      return null; // an unquantized (bf16) relay
+    }
+    try {
+      JsonNode n = JSON.readTree(json);
+      if (n instanceof ObjectNode o) {
+        return o;
+      }
+    } catch (IOException e) {
+      // reported below
+    }
+    throw invalid("quantization_config_json of a relayed part must be a JSON object");
   }
 
   private void requireHeader(String what) throws StatusException {

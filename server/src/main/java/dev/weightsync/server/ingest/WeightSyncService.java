@@ -91,7 +91,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     call.disableAutoRequest();
     Executor serial = MoreExecutors.newSequentialExecutor(workers);
     PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, maxOpenTensors,
-        metrics);
+        metrics, role);
     AtomicBoolean finished = new AtomicBoolean();
 
     Runnable abandon = () -> {
@@ -120,7 +120,8 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
               case COMMIT -> {
                 PartResult result = receiver.commit(req.getCommit());
                 finished.set(true);
-                receiver.part().commit(result, listener(call, result.partIndex()));
+                receiver.part().commit(result,
+                    listener(call, result.partIndex(), result.relayed()));
                 return;
               }
               default -> throw Status.INVALID_ARGUMENT
@@ -200,9 +201,23 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     watchdog.shutdownNow();
   }
 
+  /**
+   * Answers the part's stream once its version ends. A relay sender ({@code relayed}) is answered
+   * with the outcome even when engines failed: each engine's result is what it needs to apply its
+   * own delivery policy.
+   */
   private static VersionListener listener(ServerCallStreamObserver<UpdateWeightsResponse> call,
-      int partIndex) {
+      int partIndex, boolean relayed) {
     return new VersionListener() {
+      @Override
+      public void enginesFailed(VersionOutcome o, Status status) {
+        if (relayed) {
+          completed(o);
+        } else {
+          failed(status);
+        }
+      }
+
       @Override
       public void completed(VersionOutcome o) {
         if (call.isCancelled()) {
@@ -225,12 +240,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
                 .setMaxAbs(o.error().maxAbs()).setRelRms(o.error().relRms()))
             .setStagedPath(o.staged().toString());
         for (var e : o.engines()) {
-          r.addEngines(EngineResult.newBuilder()
-              .setEngine(e.engine())
-              .setOutcome(dev.weightsync.proto.v1.EngineOutcome.valueOf(e.outcome().name()))
-              .setLoadedVersion(e.loadedVersion())
-              .setMessage(e.message())
-              .setSeconds(e.seconds()));
+          r.addEngines(toProto(e));
         }
         call.onNext(r.build());
         call.onCompleted();
@@ -243,6 +253,17 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
         }
       }
     };
+  }
+
+  static EngineResult toProto(dev.weightsync.server.engine.EngineResult e) {
+    EngineResult.Builder b = EngineResult.newBuilder()
+        .setEngine(e.engine())
+        .setOutcome(dev.weightsync.proto.v1.EngineOutcome.valueOf(e.outcome().name()))
+        .setLoadedVersion(e.loadedVersion())
+        .setMessage(e.message())
+        .setSeconds(e.seconds());
+    e.engines().forEach(behind -> b.addEngines(toProto(behind)));
+    return b.build();
   }
 
   @Override
@@ -267,7 +288,8 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
           .setEngine(s.engine())
           .setState(s.state())
           .setLoadedVersion(s.loadedVersion())
-          .setLastError(s.lastError()));
+          .setLastError(s.lastError())
+          .setOutOfDate(coordinator.outOfDate(e.name()) != null));
     }
     responses.onNext(b.build());
     responses.onCompleted();

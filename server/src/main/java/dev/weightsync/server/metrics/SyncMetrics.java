@@ -37,6 +37,8 @@ import java.util.regex.Pattern;
  *   <li>{@code weightsync_quantization_error{stat="max_abs"|"rel_rms"}}: of the last version.
  *   <li>{@code weightsync_staging_bytes}: bytes on disk under the staging folder.
  *   <li>{@code weightsync_quantizer_device{device}}: 1 for the device that quantizes.
+ *   <li>{@code weightsync_engine_out_of_date{engine}}: 1 while an engine (or relay target) that
+ *       failed a version serves an older one; 0 once a later version reached it.
  * </ul>
  */
 public final class SyncMetrics {
@@ -58,6 +60,7 @@ public final class SyncMetrics {
   private final AtomicLong loadedAtNanos = new AtomicLong();
   private final AtomicReference<Double> maxAbs = new AtomicReference<>(0.0);
   private final AtomicReference<Double> relRms = new AtomicReference<>(0.0);
+  private final java.util.Map<String, AtomicLong> outOfDate = new java.util.concurrent.ConcurrentHashMap<>();
 
   public SyncMetrics(MeterRegistry registry, String device, DoubleSupplier inFlight,
       DoubleSupplier stagingBytes) {
@@ -125,6 +128,17 @@ public final class SyncMetrics {
       version.set(numeric(o.version()));
       loadedAtNanos.set(System.nanoTime());
     }
+  }
+
+  /** Whether {@code engine} missed the last version delivered to it. */
+  public void engineOutOfDate(String engine, boolean behind) {
+    outOfDate.computeIfAbsent(engine, e -> {
+      AtomicLong v = new AtomicLong();
+      Gauge.builder("weightsync.engine.out.of.date", v, AtomicLong::get).tag("engine", e)
+          .description("1 while an engine that failed a version serves an older one")
+          .register(registry);
+      return v;
+    }).set(behind ? 1 : 0);
   }
 
   /** A part refused or a version aborted before any engine was called. */

@@ -6,7 +6,9 @@ import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.QuantizationConfigs;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.checkpoint.CheckpointConverter;
+import dev.weightsync.server.engine.Delivery;
 import dev.weightsync.server.engine.EngineAdapter;
+import dev.weightsync.server.engine.EngineSet;
 import dev.weightsync.server.engine.EngineOutcome;
 import dev.weightsync.server.engine.EngineResult;
 import dev.weightsync.server.metrics.SyncMetrics;
@@ -91,9 +93,9 @@ public final class VersionCoordinator implements AutoCloseable {
         version.receiving.remove(index);
         version.tensorNames.removeAll(claimedTensors);
         drop = version.receiving.isEmpty() && version.committed.isEmpty()
-            && inProgress.get(version.id) == version;
+            && inProgress.get(version.key) == version;
         if (drop) {
-          inProgress.remove(version.id);
+          inProgress.remove(version.key);
           version.timeout.cancel(false);
         }
       }
@@ -116,7 +118,7 @@ public final class VersionCoordinator implements AutoCloseable {
         complete = version.committed.size() == version.partCount;
         if (complete) {
           delivering.incrementAndGet();
-          inProgress.remove(version.id);
+          inProgress.remove(version.key);
           version.timeout.cancel(false);
           version.lastCommitNanos = System.nanoTime();
         }
@@ -129,7 +131,12 @@ public final class VersionCoordinator implements AutoCloseable {
 
   private final class Version {
     final String id;
+    /** The key in {@link #inProgress} and the staged folder's name: id, or id.part-N per part. */
+    final String key;
+    /** Parts this coordinator gathers: all of the version, or 1 when parts go on one by one. */
     final int partCount;
+    /** The version's part count across all senders (as the header said). */
+    final int globalCount;
     final Path directory;
     final long firstHeaderNanos = System.nanoTime();
     final Set<Integer> receiving = new HashSet<>();
@@ -140,9 +147,11 @@ public final class VersionCoordinator implements AutoCloseable {
     Status aborted;
     long lastCommitNanos;
 
-    Version(String id, int partCount, Path directory) {
+    Version(String id, String key, int partCount, int globalCount, Path directory) {
       this.id = id;
+      this.key = key;
       this.partCount = partCount;
+      this.globalCount = globalCount;
       this.directory = directory;
     }
   }
@@ -154,8 +163,12 @@ public final class VersionCoordinator implements AutoCloseable {
   private final StagingArea staging;
   private final QuantScheme scheme;
   private final ObjectNode baseConfig;
-  private final List<EngineAdapter> engines;
+  private final EngineSet engines;
   private final Duration partTimeout;
+  private final DeliveryPolicy policy;
+  private final boolean partByPart;
+  /** Engines that failed a version, with that version: they serve an older one. */
+  private final Map<String, String> outOfDate = new java.util.concurrent.ConcurrentHashMap<>();
   private final Map<String, Version> inProgress = new LinkedHashMap<>();
   private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
       daemon("weightsync-part-timeout"));
@@ -167,13 +180,27 @@ public final class VersionCoordinator implements AutoCloseable {
       new java.util.concurrent.atomic.AtomicInteger();
   private SyncMetrics metrics;
 
+  /**
+   * @param partByPart deliver each part as soon as it commits instead of gathering all parts of
+   *     a version (a trainer-side sidecar: it holds one sender's part; the engine-side sidecars
+   *     gather)
+   */
   public VersionCoordinator(StagingArea staging, QuantScheme scheme, ObjectNode baseConfig,
-      List<EngineAdapter> engines, Duration partTimeout) {
+      EngineSet engines, Duration partTimeout, DeliveryPolicy policy, boolean partByPart) {
     this.staging = staging;
     this.scheme = scheme;
     this.baseConfig = baseConfig;
-    this.engines = List.copyOf(engines);
+    this.engines = engines;
     this.partTimeout = partTimeout;
+    this.policy = policy;
+    this.partByPart = partByPart;
+  }
+
+  /** Gathers all parts of each version and delivers to fixed engines, all of which must load. */
+  public VersionCoordinator(StagingArea staging, QuantScheme scheme, ObjectNode baseConfig,
+      List<EngineAdapter> engines, Duration partTimeout) {
+    this(staging, scheme, baseConfig, EngineSet.of(engines), partTimeout, DeliveryPolicy.ALL,
+        false);
   }
 
   private static java.util.concurrent.ThreadFactory daemon(String name) {
@@ -187,21 +214,22 @@ public final class VersionCoordinator implements AutoCloseable {
   /** Registers a part of {@code version}; refused when it conflicts with what is known. */
   public synchronized Part open(String versionId, int partIndex, int partCount)
       throws StatusException {
-    Version v = inProgress.get(versionId);
+    String key = partByPart ? versionId + ".part-" + partIndex : versionId;
+    Version v = inProgress.get(key);
     if (v == null) {
       Path dir;
       try {
-        dir = staging.newTemporary(versionId);
+        dir = staging.newTemporary(key);
       } catch (IOException e) {
         throw Status.INTERNAL.withDescription("cannot create a staging folder: " + e.getMessage())
             .asException();
       }
-      v = new Version(versionId, partCount, dir);
+      v = new Version(versionId, key, partByPart ? 1 : partCount, partCount, dir);
       Version started = v;
       v.timeout = timer.schedule(() -> timeOut(started), partTimeout.toMillis(), TimeUnit.MILLISECONDS);
-      inProgress.put(versionId, v);
-    } else if (v.partCount != partCount) {
-      throw Status.ABORTED.withDescription("version " + versionId + " has " + v.partCount
+      inProgress.put(key, v);
+    } else if (v.globalCount != partCount) {
+      throw Status.ABORTED.withDescription("version " + versionId + " has " + v.globalCount
           + " parts, but this header says " + partCount).asException();
     }
     if (v.committed.containsKey(partIndex)) {
@@ -218,18 +246,22 @@ public final class VersionCoordinator implements AutoCloseable {
   private void timeOut(Version v) {
     List<VersionListener> waiting;
     synchronized (this) {
-      if (inProgress.get(v.id) != v) {
+      if (inProgress.get(v.key) != v) {
         return;
       }
-      inProgress.remove(v.id);
+      inProgress.remove(v.key);
       List<Integer> missing = new ArrayList<>();
-      for (int i = 0; i < v.partCount; i++) {
-        if (!v.committed.containsKey(i)) {
-          missing.add(i);
+      if (partByPart) {
+        missing.addAll(v.receiving);
+      } else {
+        for (int i = 0; i < v.partCount; i++) {
+          if (!v.committed.containsKey(i)) {
+            missing.add(i);
+          }
         }
       }
       v.aborted = Status.DEADLINE_EXCEEDED.withDescription("version " + v.id + " aborted: part(s) "
-          + missing + " of " + v.partCount + " did not arrive within " + partTimeout.toSeconds()
+          + missing + " of " + v.globalCount + " did not arrive within " + partTimeout.toSeconds()
           + " s; the engines keep serving their previous version");
       waiting = List.copyOf(v.listeners);
     }
@@ -255,6 +287,7 @@ public final class VersionCoordinator implements AutoCloseable {
       long stageStart = System.nanoTime();
       List<TensorPlan> plans = new ArrayList<>();
       List<ShardSpool> shards = new ArrayList<>();
+      List<ObjectNode> relayedConfigs = new ArrayList<>();
       long bytesIn = 0;
       long bytesOut = 0;
       int tensorsOut = 0;
@@ -268,19 +301,38 @@ public final class VersionCoordinator implements AutoCloseable {
         error = error.plus(p.error());
         quantizeSeconds += p.quantizeSeconds();
         tensorsOut += p.shard().tensors().size();
+        if (p.relayed()) {
+          relayedConfigs.add(p.relayedConfig());
+        }
       }
-      ObjectNode config = QuantizationConfigs.outputConfig(baseConfig, scheme, plans);
-      Path staged = staging.publish(v.directory, v.id, shards, config);
+      ObjectNode config = configFor(plans, relayedConfigs, parts.size());
+      Path staged = staging.publish(v.directory, v.key, shards, config);
       double stageSeconds = (System.nanoTime() - stageStart) / 1e9;
 
       long engineStart = System.nanoTime();
+      List<EngineAdapter> targets = engines.forVersion();
+      int partIndex = partByPart ? parts.get(0).partIndex() : 0;
+      Delivery delivery = new Delivery(staged, v.id, partIndex, partByPart ? v.globalCount : 1);
       List<CompletableFuture<EngineResult>> calls = new ArrayList<>();
-      for (EngineAdapter e : engines) {
-        calls.add(CompletableFuture.supplyAsync(() -> e.update(staged, v.id), engineCalls));
+      for (EngineAdapter e : targets) {
+        calls.add(CompletableFuture.supplyAsync(() -> e.update(delivery), engineCalls));
       }
       List<EngineResult> results = calls.stream().map(CompletableFuture::join).toList();
       double engineSeconds = (System.nanoTime() - engineStart) / 1e9;
-      if (results.stream().allMatch(r -> r.outcome() == EngineOutcome.LOADED)) {
+      for (EngineResult r : results) {
+        boolean behind = r.outcome() != EngineOutcome.LOADED;
+        if (behind) {
+          outOfDate.put(r.engine(), v.id);
+        } else {
+          outOfDate.remove(r.engine());
+        }
+        if (metrics != null) {
+          metrics.engineOutOfDate(r.engine(), behind);
+        }
+      }
+      long loaded = results.stream().filter(r -> r.outcome() == EngineOutcome.LOADED).count();
+      boolean succeeded = loaded >= policy.required(results.size());
+      if (succeeded) {
         lastLoaded = v.id;
       }
       staging.prune();
@@ -293,20 +345,23 @@ public final class VersionCoordinator implements AutoCloseable {
       }
       List<EngineResult> failed = results.stream()
           .filter(r -> r.outcome() != EngineOutcome.LOADED).toList();
+      Status status = Status.INTERNAL.withDescription("version " + v.id + ": " + failed.size()
+          + " of " + results.size() + " engine(s) failed (policy " + policy + " needs "
+          + policy.required(results.size()) + "): " + failed.stream()
+              .map(r -> r.engine() + " " + r.outcome() + ": " + r.message()).toList());
       for (VersionListener l : v.listeners) {
-        if (failed.isEmpty()) {
+        if (succeeded) {
           l.completed(outcome);
         } else {
-          l.failed(Status.INTERNAL.withDescription("version " + v.id + ": " + failed.size() + " of "
-              + results.size() + " engine(s) failed: " + failed.stream()
-                  .map(r -> r.engine() + " " + r.outcome() + ": " + r.message()).toList()));
+          l.enginesFailed(outcome, status);
         }
       }
     } catch (IOException | RuntimeException e) {
-      LOG.severe("version " + v.id + " could not be staged: " + e);
+      LOG.severe("version " + v.id + " could not be delivered: " + e);
       discard(v);
-      Status s = Status.INTERNAL.withDescription("version " + v.id + " could not be staged: "
-          + e.getMessage() + "; no engine was called");
+      Status s = (e instanceof java.net.UnknownHostException ? Status.UNAVAILABLE : Status.INTERNAL)
+          .withDescription("version " + v.id + " could not be staged or delivered: "
+              + e.getMessage() + "; no engine was called");
       if (metrics != null) {
         metrics.updateFailed("internal", (System.nanoTime() - v.firstHeaderNanos) / 1e9);
       }
@@ -314,6 +369,29 @@ public final class VersionCoordinator implements AutoCloseable {
     } finally {
       delivering.decrementAndGet();
     }
+  }
+
+  /**
+   * The staged config.json: for parts this sidecar quantized, built from their plans; for parts
+   * relayed already quantized, the engine's base config with the parts' quantization_configs
+   * merged.
+   */
+  private ObjectNode configFor(List<TensorPlan> plans, List<ObjectNode> relayed, int parts) {
+    if (relayed.isEmpty()) {
+      return QuantizationConfigs.outputConfig(baseConfig, scheme, plans);
+    }
+    if (relayed.size() != parts) {
+      throw new IllegalArgumentException("the version mixes relayed (already quantized) parts"
+          + " with source parts");
+    }
+    ObjectNode out = baseConfig.deepCopy();
+    ObjectNode qc = QuantizationConfigs.merge(relayed);
+    if (qc == null) {
+      out.remove("quantization_config");
+    } else {
+      out.set("quantization_config", qc);
+    }
+    return out;
   }
 
   /** Where version outcomes are counted; set once, before the server starts. */
@@ -338,7 +416,12 @@ public final class VersionCoordinator implements AutoCloseable {
   }
 
   public List<EngineAdapter> engines() {
-    return engines;
+    return engines.known();
+  }
+
+  /** The version {@code engine} failed, when it has not loaded one since (it serves an older one). */
+  public String outOfDate(String engine) {
+    return outOfDate.get(engine);
   }
 
   public String lastLoaded() {
@@ -348,7 +431,7 @@ public final class VersionCoordinator implements AutoCloseable {
   public synchronized List<Progress> progress() {
     List<Progress> out = new ArrayList<>();
     for (Version v : inProgress.values()) {
-      out.add(new Progress(v.id, v.partCount, List.copyOf(v.committed.keySet()),
+      out.add(new Progress(v.id, v.globalCount, List.copyOf(v.committed.keySet()),
           List.copyOf(new java.util.TreeSet<>(v.receiving))));
     }
     return out;

@@ -7,4 +7,13 @@ public interface VersionListener {
   void completed(VersionOutcome outcome);
 
   void failed(Status status);
+
+  /**
+   * The version reached the engines but too few loaded it for the delivery policy. A relay sender
+   * wants the whole outcome (each engine's result) to apply its own policy; a trainer gets
+   * {@code status}.
+   */
+  default void enginesFailed(VersionOutcome outcome, Status status) {
+    failed(status);
+  }
 }
