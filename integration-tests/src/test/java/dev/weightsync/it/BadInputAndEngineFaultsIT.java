@@ -183,6 +183,10 @@ class BadInputAndEngineFaultsIT {
         true, Status.Code.INVALID_ARGUMENT, "commit counts 2 tensors");
     assertRefused(List.of(header("bad version!", 0, 1)), true, Status.Code.INVALID_ARGUMENT,
         "weight_version");
+    for (String pathLike : List.of("..", ".", ".tmp-1")) { // would name a folder outside staging
+      assertRefused(List.of(header(pathLike, 0, 1), chunk(W, "BF16", SHAPE, 0, w), commit(1, 64)),
+          true, Status.Code.INVALID_ARGUMENT, "must not start with '.'");
+    }
     assertRefused(List.of(header("twice", 0, 1), header("twice", 0, 1)), true,
         Status.Code.INVALID_ARGUMENT, "second header");
     assertRefused(List.of(header("fmt", Format.INT4_GROUP)), true, Status.Code.FAILED_PRECONDITION,

@@ -104,8 +104,8 @@ public final class QuantizationConfigs {
 
   /**
    * One {@code quantization_config} for a version whose parts were quantized apart (relayed by
-   * several trainer-side sidecars): lists (modules left unconverted, ignored) are joined, every
-   * other field must agree. Null when every part is unquantized.
+   * several trainer-side sidecars): lists of names (modules left unconverted, ignored) are joined
+   * as {@link #build} would have listed them, every other field must agree. Null when every part is unquantized.
    *
    * @throws IllegalArgumentException naming the field the parts disagree on
    */
@@ -127,11 +127,8 @@ public final class QuantizationConfigs {
         JsonNode mine = merged.get(kv.getKey());
         JsonNode theirs = kv.getValue();
         if (mine != null && mine.isArray() && theirs.isArray() && textual(mine) && textual(theirs)) {
-          TreeSet<String> union = new TreeSet<>();
-          mine.forEach(n -> union.add(n.asText()));
-          theirs.forEach(n -> union.add(n.asText()));
           ArrayNode a = merged.putArray(kv.getKey());
-          union.forEach(a::add);
+          join(texts(mine), texts(theirs)).forEach(a::add);
         } else if (!theirs.equals(mine)) {
           throw new IllegalArgumentException("the parts disagree on quantization_config."
               + kv.getKey() + ": " + mine + " vs " + theirs);
@@ -146,6 +143,30 @@ public final class QuantizationConfigs {
       }
     }
     return merged;
+  }
+
+  /**
+   * The lists' common beginning (the configured entries every part starts with, e.g. INT4's
+   * ignore rules), then the rest of both, sorted (the per-tensor entries {@link #build} sorts):
+   * what {@link #build} gives for the plans of both parts together.
+   */
+  private static List<String> join(List<String> a, List<String> b) {
+    int common = 0;
+    while (common < a.size() && common < b.size() && a.get(common).equals(b.get(common))) {
+      common++;
+    }
+    List<String> out = new java.util.ArrayList<>(a.subList(0, common));
+    TreeSet<String> rest = new TreeSet<>(a.subList(common, a.size()));
+    rest.addAll(b.subList(common, b.size()));
+    rest.removeAll(out);
+    out.addAll(rest);
+    return out;
+  }
+
+  private static List<String> texts(JsonNode array) {
+    List<String> out = new java.util.ArrayList<>();
+    array.forEach(n -> out.add(n.asText()));
+    return out;
   }
 
   private static boolean textual(JsonNode array) {

@@ -52,7 +52,8 @@ final class PartReceiver {
   static final int MAX_NAME_LENGTH = 1024;
   static final int MAX_PARTS = 4096;
   static final int QUANTIZE_IN_FLIGHT = 2;
-  private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9._-]{1,128}");
+  /** A version names a staged folder: never "." or "..", nor a hidden (temporary) name. */
+  private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}");
 
   /** A tensor whose bytes are arriving. */
   private static final class Incoming {
@@ -128,8 +129,8 @@ final class PartReceiver {
       throw invalid("a second header arrived on the stream of " + describe());
     }
     if (!VERSION.matcher(h.getWeightVersion()).matches()) {
-      throw invalid("weight_version '" + h.getWeightVersion()
-          + "' must be 1-128 characters of A-Z a-z 0-9 . _ -");
+      throw invalid("weight_version '" + printable(h.getWeightVersion())
+          + "' must be 1-128 characters of A-Z a-z 0-9 . _ - and must not start with '.'");
     }
     // uint32 fields arrive as Java ints: compare unsigned so that 2^31 and above are refused.
     int count = h.getPartCount() == 0 ? 1 : h.getPartCount();

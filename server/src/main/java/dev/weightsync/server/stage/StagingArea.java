@@ -32,7 +32,7 @@ public final class StagingArea {
   private final int keep;
 
   public StagingArea(Path root, int keep) throws IOException {
-    this.root = root.toAbsolutePath();
+    this.root = root.toAbsolutePath().normalize();
     this.keep = keep;
     Files.createDirectories(this.root);
     try (Stream<Path> s = Files.list(this.root)) {
@@ -75,7 +75,11 @@ public final class StagingArea {
         JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(index));
     Files.write(temporary.resolve(CheckpointFolder.CONFIG_FILE),
         JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(config));
-    Path target = root.resolve(version);
+    Path target = root.resolve(version).normalize();
+    if (!root.equals(target.getParent()) || version.startsWith(".")) { // ingest refuses these too
+      throw new IllegalArgumentException("version '" + version + "' does not name a folder in "
+          + root);
+    }
     if (Files.exists(target)) {
       CheckpointConverter.deleteTree(target);
     }
