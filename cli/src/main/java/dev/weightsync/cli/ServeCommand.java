@@ -142,9 +142,16 @@ final class ServeCommand implements Callable<Integer> {
     }
   }
 
+  @Option(names = "--check-config", description = "Load and validate the configuration (file, environment, flags), print it and exit.")
+  boolean checkConfig;
+
   @Override
   public Integer call() throws Exception {
     SidecarConfig cfg = ConfigLoader.load(config, System.getenv(), flags());
+    if (checkConfig) {
+      System.out.println("configuration OK: " + cfg);
+      return 0;
+    }
     Sidecar sidecar = new Sidecar(cfg).start();
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       System.err.println("weightsync: shutting down (NOT_SERVING; in-flight versions get "

@@ -41,6 +41,11 @@ class HealthIT {
         assertThat(health.check(HealthCheckRequest.newBuilder().setService(Sidecar.SERVICE).build())
             .getStatus()).isEqualTo(ServingStatus.SERVING);
         assertThat(get(http, "/metrics").body()).contains("weightsync_updates_in_flight");
+        // What the image's HEALTHCHECK runs, as a process.
+        String target = "127.0.0.1:" + h.sidecar.port();
+        Launcher.Result live = Launcher.weightsync("health", "--target", target);
+        assertThat(live.exitCode()).as(live.stdout() + live.stderr()).isZero();
+        assertThat(live.stdout()).contains("SERVING");
 
         h.engine.close(); // the engine goes away
         HttpResponse<String> ready = get(http, "/readyz");
@@ -49,6 +54,11 @@ class HealthIT {
         assertThat(health.check(HealthCheckRequest.newBuilder().setService(Sidecar.SERVICE).build())
             .getStatus()).isEqualTo(ServingStatus.NOT_SERVING);
         assertThat(get(http, "/healthz").statusCode()).isEqualTo(200); // alive all the same
+        Launcher.Result notReady = Launcher.weightsync("health", "--target", target,
+            "--service", Sidecar.SERVICE);
+        assertThat(notReady.exitCode()).isEqualTo(1);
+        assertThat(notReady.stdout()).contains("NOT_SERVING");
+        assertThat(Launcher.weightsync("health", "--target", target).exitCode()).isZero();
       } finally {
         ch.shutdownNow();
       }

@@ -103,7 +103,7 @@ class PrometheusIT {
         assertThat(value(api, "sum(grpc_server_requests_received_messages_total)")).isPositive();
 
         JsonNode dashboard = JSON.readTree(Launcher.root()
-            .resolve("k8s/grafana/weightsync-dashboard.json").toFile());
+            .resolve("k8s/base/grafana-dashboard.json").toFile());
         List<String> exprs = new ArrayList<>();
         dashboard.get("panels").forEach(p -> p.get("targets").forEach(t -> exprs.add(t.get("expr").asText())));
         assertThat(exprs).hasSizeGreaterThan(8);
