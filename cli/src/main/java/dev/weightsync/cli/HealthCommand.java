@@ -29,9 +29,14 @@ final class HealthCommand implements Callable<Integer> {
   @Option(names = "--timeout", defaultValue = "5", description = "Seconds to wait (default ${DEFAULT-VALUE}).")
   int timeoutSeconds;
 
+  @picocli.CommandLine.Mixin TlsOptions tls = new TlsOptions();
+
   @Override
-  public Integer call() throws InterruptedException {
-    ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext().build();
+  public Integer call() throws InterruptedException, java.io.IOException {
+    dev.weightsync.client.ClientTls t = tls.toClientTls();
+    ManagedChannel channel = (t == null
+        ? NettyChannelBuilder.forTarget(target).usePlaintext()
+        : NettyChannelBuilder.forTarget(target, t.credentials())).build();
     try {
       HealthCheckResponse r = HealthGrpc.newBlockingStub(channel)
           .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS)

@@ -16,6 +16,8 @@ final class PushCommand implements Callable<Integer> {
   @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
   String target;
 
+  @picocli.CommandLine.Mixin TlsOptions tls = new TlsOptions();
+
   @Option(names = "--auth-token-file", description = "A file whose first line is the bearer token to send.")
   java.nio.file.Path authTokenFile;
 
@@ -33,7 +35,8 @@ final class PushCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile))) {
+    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile), 3,
+        tls.toClientTls())) {
       UpdateWeightsResponse r = client.pushFolder(modelDir, version, part, parts);
       System.out.print(Reports.response(r));
       return 0;

@@ -133,6 +133,13 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "relay-token-file", relayTokenFile == null ? null : relayTokenFile.toString());
     put(m, "policy", policy);
     put(m, "quorum", quorum);
+    put(m, "tls-cert", tlsCert == null ? null : tlsCert.toString());
+    put(m, "tls-key", tlsKey == null ? null : tlsKey.toString());
+    put(m, "tls-client-ca", tlsClientCa == null ? null : tlsClientCa.toString());
+    put(m, "tls-reload", tlsReload);
+    put(m, "relay-tls-ca", relayTlsCa == null ? null : relayTlsCa.toString());
+    put(m, "relay-tls-cert", relayTlsCert == null ? null : relayTlsCert.toString());
+    put(m, "relay-tls-key", relayTlsKey == null ? null : relayTlsKey.toString());
     return m;
   }
 
@@ -141,6 +148,27 @@ final class ServeCommand implements Callable<Integer> {
       m.put(key, value);
     }
   }
+
+  @Option(names = "--tls-cert", paramLabel = "PEM", description = "Serve gRPC over TLS with this certificate chain (with --tls-key); reloaded when the file changes.")
+  Path tlsCert;
+
+  @Option(names = "--tls-key", paramLabel = "PEM", description = "The TLS certificate's private key (PKCS#8).")
+  Path tlsKey;
+
+  @Option(names = "--tls-client-ca", paramLabel = "PEM", description = "Require client certificates that chain to this CA (mutual TLS).")
+  Path tlsClientCa;
+
+  @Option(names = "--tls-reload", description = "How often TLS files are checked for changes (default 60s).")
+  String tlsReload;
+
+  @Option(names = "--relay-tls-ca", paramLabel = "PEM", description = "Relay over TLS, trusting this CA for the engine-side sidecars.")
+  Path relayTlsCa;
+
+  @Option(names = "--relay-tls-cert", paramLabel = "PEM", description = "Client certificate the relay presents (mutual TLS; with --relay-tls-key).")
+  Path relayTlsCert;
+
+  @Option(names = "--relay-tls-key", paramLabel = "PEM", description = "The relay's client certificate key.")
+  Path relayTlsKey;
 
   @Option(names = "--check-config", description = "Load and validate the configuration (file, environment, flags), print it and exit.")
   boolean checkConfig;

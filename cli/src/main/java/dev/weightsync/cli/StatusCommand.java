@@ -16,12 +16,15 @@ final class StatusCommand implements Callable<Integer> {
   @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
   String target;
 
+  @picocli.CommandLine.Mixin TlsOptions tls = new TlsOptions();
+
   @Option(names = "--auth-token-file", description = "A file whose first line is the bearer token to send.")
   java.nio.file.Path authTokenFile;
 
   @Override
   public Integer call() throws java.io.IOException {
-    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile))) {
+    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile), 3,
+        tls.toClientTls())) {
       GetStatusResponse s = client.status();
       System.out.printf("role %s, format %s, device %s, up %.0f s, last loaded version '%s'%n",
           s.getRole(), s.getFormat(), s.getDevice(), s.getUptimeSeconds(), s.getLastVersion());

@@ -79,7 +79,24 @@ public final class WeightSyncClient implements AutoCloseable {
    * sidecar is UNAVAILABLE (waits 0.2 s, 0.4 s, 0.8 s... between tries).
    */
   public static WeightSyncClient connect(String target, String token, int attempts) {
-    NettyChannelBuilder b = NettyChannelBuilder.forTarget(target).usePlaintext()
+    try {
+      return connect(target, token, attempts, null);
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e); // plaintext reads no files
+    }
+  }
+
+  /**
+   * As {@link #connect(String, String, int)}, over TLS when {@code tls} is not null (plaintext
+   * otherwise).
+   *
+   * @throws IOException when a certificate, key or CA file cannot be read
+   */
+  public static WeightSyncClient connect(String target, String token, int attempts, ClientTls tls)
+      throws IOException {
+    NettyChannelBuilder b = (tls == null
+        ? NettyChannelBuilder.forTarget(target).usePlaintext()
+        : NettyChannelBuilder.forTarget(target, tls.credentials()))
         .maxInboundMessageSize(8 << 20);
     if (token != null) {
       Metadata headers = new Metadata();

@@ -15,6 +15,8 @@ import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineSet;
 import dev.weightsync.server.pipeline.DeliveryPolicy;
 import dev.weightsync.server.relay.RelayTargets;
+import dev.weightsync.server.security.ServerTls;
+import dev.weightsync.client.ClientTls;
 import dev.weightsync.server.engine.SglangAdapter;
 import dev.weightsync.server.ingest.WeightSyncService;
 import dev.weightsync.server.metrics.SyncMetrics;
@@ -68,6 +70,8 @@ public final class Sidecar implements AutoCloseable {
   private final PrometheusMeterRegistry registry;
   private final SyncMetrics metrics;
   private final List<EngineAdapter> engines;
+  /** TLS of the gRPC port (reloading its files), or null for plaintext. */
+  private final ServerTls tls;
   /** The engine-side sidecars, on a trainer-side sidecar; else null. */
   private final RelayTargets relay;
   private final WeightSyncService service;
@@ -107,7 +111,8 @@ public final class Sidecar implements AutoCloseable {
     if (trainerSide) {
       String token = config.relayTokenFile() == null ? null
           : BearerTokenInterceptor.readTokens(config.relayTokenFile()).get(0);
-      relay = new RelayTargets(config.relayTo().stream().map(RelayTarget::parse).toList(), token);
+      relay = new RelayTargets(config.relayTo().stream().map(RelayTarget::parse).toList(), token,
+          ClientTls.of(config.relayTlsCa(), config.relayTlsCert(), config.relayTlsKey()));
       deliverTo = relay;
     } else {
       relay = null;
@@ -142,7 +147,15 @@ public final class Sidecar implements AutoCloseable {
     this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
         config.maxOpenTensors(), workers, config.role(), choice::note, metrics, config.partTimeout());
-    NettyServerBuilder builder = NettyServerBuilder.forPort(config.port());
+    NettyServerBuilder builder;
+    if (config.tlsCert() != null) {
+      tls = new ServerTls(config.tlsCert(), config.tlsKey(), config.tlsClientCa(),
+          config.tlsReload());
+      builder = NettyServerBuilder.forPort(config.port(), tls.credentials());
+    } else {
+      tls = null;
+      builder = NettyServerBuilder.forPort(config.port());
+    }
     if (config.authTokenFile() != null) {
       builder.intercept(new BearerTokenInterceptor(SERVICE,
           BearerTokenInterceptor.readTokens(config.authTokenFile())));
@@ -178,7 +191,9 @@ public final class Sidecar implements AutoCloseable {
     refreshReadiness();
     readinessTimer.scheduleWithFixedDelay(this::refreshReadiness, 5, 5, TimeUnit.SECONDS);
     LOG.info(() -> "weightsync serving " + scheme.format() + " on port " + port() + " ("
-        + quantizer.device() + ", role " + config.role() + "), staging in " + staging.root()
+        + quantizer.device() + ", role " + config.role() + ", "
+        + (tls == null ? "plaintext" : (config.tlsClientCa() == null ? "TLS" : "mutual TLS")
+            + " via " + ServerTls.provider()) + "), staging in " + staging.root()
         + (relay != null ? ", relaying to " + config.relayTo() + " (policy " + config.policy() + ")"
             : ", engines " + config.sglangUrls()));
     return this;
@@ -267,6 +282,9 @@ public final class Sidecar implements AutoCloseable {
     quantizer.close();
     if (relay != null) {
       relay.close();
+    }
+    if (tls != null) {
+      tls.close();
     }
   }
 }

@@ -56,6 +56,13 @@ public final class ConfigLoader {
       relay-token-file: null
       policy: all
       quorum: 0.5
+      tls-cert: null
+      tls-key: null
+      tls-client-ca: null
+      tls-reload: 60s
+      relay-tls-ca: null
+      relay-tls-cert: null
+      relay-tls-key: null
       """;
 
   /** Keys that may be given several times and form a list. */

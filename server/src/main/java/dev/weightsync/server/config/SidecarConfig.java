@@ -66,7 +66,21 @@ public record SidecarConfig(
     /** When some engines (or relay targets) fail a version: all (the version fails) or quorum. */
     @JsonProperty("policy") String policy,
     /** With policy quorum: the fraction of engines that must load a version for it to succeed. */
-    @JsonProperty("quorum") double quorum) {
+    @JsonProperty("quorum") double quorum,
+    /** Server certificate chain (PEM): the gRPC port speaks TLS when set. */
+    @JsonProperty("tls-cert") Path tlsCert,
+    /** The server certificate's private key (PEM, PKCS#8). */
+    @JsonProperty("tls-key") Path tlsKey,
+    /** CA bundle (PEM) that client certificates must chain to: mutual TLS, required when set. */
+    @JsonProperty("tls-client-ca") Path tlsClientCa,
+    /** How often the TLS files are checked for changes (a rotated Kubernetes Secret). */
+    @JsonProperty("tls-reload") Duration tlsReload,
+    /** CA (PEM) the relay trusts for engine-side sidecars; relaying uses TLS when any relay-tls-* is set. */
+    @JsonProperty("relay-tls-ca") Path relayTlsCa,
+    /** Client certificate the relay presents to engine-side sidecars that require mutual TLS. */
+    @JsonProperty("relay-tls-cert") Path relayTlsCert,
+    /** That certificate's private key. */
+    @JsonProperty("relay-tls-key") Path relayTlsKey) {
 
   public SidecarConfig {
     Objects.requireNonNull(stagingDir, "staging-dir is required");
@@ -93,6 +107,16 @@ public record SidecarConfig(
     }
     for (String t : relayTo) {
       RelayTarget.parse(t);
+    }
+    if ((tlsCert == null) != (tlsKey == null)) {
+      throw new IllegalArgumentException("tls-cert and tls-key go together");
+    }
+    if (tlsClientCa != null && tlsCert == null) {
+      throw new IllegalArgumentException("tls-client-ca (mutual TLS) needs tls-cert and tls-key");
+    }
+    Objects.requireNonNull(tlsReload, "tls-reload");
+    if ((relayTlsCert == null) != (relayTlsKey == null)) {
+      throw new IllegalArgumentException("relay-tls-cert and relay-tls-key go together");
     }
     if (!List.of("all", "quorum").contains(policy)) {
       throw new IllegalArgumentException("policy must be all or quorum, got " + policy);
@@ -152,6 +176,9 @@ public record SidecarConfig(
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
         + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", gpu-failure=" + gpuFailure + ", auth-token-file=" + authTokenFile
         + ", role=" + role + ", relay-to=" + relayTo + ", relay-token-file=" + relayTokenFile
-        + ", policy=" + policy + ", quorum=" + quorum + "]";
+        + ", policy=" + policy + ", quorum=" + quorum + ", tls-cert=" + tlsCert
+        + ", tls-key=" + tlsKey + ", tls-client-ca=" + tlsClientCa + ", tls-reload=" + tlsReload
+        + ", relay-tls-ca=" + relayTlsCa + ", relay-tls-cert=" + relayTlsCert
+        + ", relay-tls-key=" + relayTlsKey + "]";
   }
 }

@@ -2,6 +2,7 @@ package dev.weightsync.server.relay;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.weightsync.client.ClientTls;
 import dev.weightsync.client.Tensor;
 import dev.weightsync.client.WeightSyncClient;
 import dev.weightsync.core.checkpoint.CheckpointFolder;
@@ -38,9 +39,17 @@ public final class RelayAdapter implements EngineAdapter, AutoCloseable {
   private final WeightSyncClient client;
   private volatile EngineState state;
 
-  public RelayAdapter(String authority, String token) {
+  /**
+   * @param tls null for plaintext
+   * @throws java.io.UncheckedIOException when a TLS file cannot be read
+   */
+  public RelayAdapter(String authority, String token, ClientTls tls) {
     this.authority = authority;
-    this.client = WeightSyncClient.connect(authority, token, ATTEMPTS);
+    try {
+      this.client = WeightSyncClient.connect(authority, token, ATTEMPTS, tls);
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException("relay to " + authority + ": " + e.getMessage(), e);
+    }
     this.state = new EngineState(authority, EngineState.UNKNOWN, "", "");
   }
 

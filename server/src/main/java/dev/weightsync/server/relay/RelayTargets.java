@@ -1,5 +1,6 @@
 package dev.weightsync.server.relay;
 
+import dev.weightsync.client.ClientTls;
 import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineSet;
@@ -24,17 +25,20 @@ public final class RelayTargets implements EngineSet, AutoCloseable {
 
   private final List<RelayTarget> targets;
   private final String token;
+  private final ClientTls tls;
   private final Map<String, RelayAdapter> adapters = new LinkedHashMap<>();
   private List<EngineAdapter> known;
 
-  public RelayTargets(List<RelayTarget> targets, String token) {
+  /** @param tls null to relay in plaintext */
+  public RelayTargets(List<RelayTarget> targets, String token, ClientTls tls) {
     this.targets = List.copyOf(targets);
     this.token = token;
+    this.tls = tls;
     List<EngineAdapter> initial = new ArrayList<>();
     for (RelayTarget t : targets) {
       if (!t.everyAddress()) { // names are looked up per version; plain targets are known now
         initial.add(adapters.computeIfAbsent(t.host() + ":" + t.port(),
-            a -> new RelayAdapter(a, token)));
+            a -> new RelayAdapter(a, token, tls)));
       }
     }
     this.known = List.copyOf(initial);
@@ -63,7 +67,7 @@ public final class RelayTargets implements EngineSet, AutoCloseable {
     }
     List<EngineAdapter> out = new ArrayList<>();
     for (String a : now) {
-      out.add(adapters.computeIfAbsent(a, x -> new RelayAdapter(x, token)));
+      out.add(adapters.computeIfAbsent(a, x -> new RelayAdapter(x, token, tls)));
     }
     known = List.copyOf(out);
     return known;
