@@ -135,9 +135,32 @@ def _requests(named_tensors, version, part, parts, chunk_bytes):
     yield pb.UpdateWeightsRequest(commit=pb.Commit(tensor_count=count, total_bytes=total))
 
 
+def _channel(target: str, tls_ca: str | None, tls_cert: str | None, tls_key: str | None):
+    """A plaintext channel, or TLS when any of the PEM files is given (the CA to trust; a client
+    certificate and key for a sidecar that requires mutual TLS)."""
+    options = [("grpc.max_send_message_length", 8 << 20),
+               ("grpc.max_receive_message_length", 8 << 20)]
+    if tls_ca is None and tls_cert is None and tls_key is None:
+        return grpc.insecure_channel(target, options=options)
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert and tls_key go together")
+
+    def read(path):
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    creds = grpc.ssl_channel_credentials(root_certificates=read(tls_ca),
+                                         private_key=read(tls_key),
+                                         certificate_chain=read(tls_cert))
+    return grpc.secure_channel(target, creds, options=options)
+
+
 def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, part: int = 0,
          parts: int = 1, chunk_bytes: int = CHUNK_BYTES, timeout: float | None = None,
-         attempts: int = 3, channel: grpc.Channel | None = None, token: str | None = None):
+         attempts: int = 3, channel: grpc.Channel | None = None, token: str | None = None,
+         tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None):
     """Sends ``named_tensors`` as part ``part`` of ``parts`` of weight version ``version``.
 
     Returns the sidecar's ``UpdateWeightsResponse`` (timings, sizes, each engine's result) once
@@ -145,13 +168,14 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
     tensors are read again, so pass a list, not a one-shot iterator, when attempts > 1).
     Raises ``PushError`` with the sidecar's status otherwise. ``token`` is sent as
     ``authorization: Bearer <token>`` (for a sidecar started with ``--auth-token-file``).
+    ``tls_ca``/``tls_cert``/``tls_key`` (PEM paths) connect over TLS (for ``--tls-cert``; the
+    client certificate for ``--tls-client-ca``).
     """
     if not 0 < chunk_bytes <= CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be 1..{CHUNK_BYTES}")
     tensors = list(named_tensors)
     own = channel is None
-    ch = channel or grpc.insecure_channel(target, options=[
-        ("grpc.max_send_message_length", 8 << 20), ("grpc.max_receive_message_length", 8 << 20)])
+    ch = channel or _channel(target, tls_ca, tls_cert, tls_key)
     try:
         call = ch.stream_unary(_METHOD, request_serializer=pb.UpdateWeightsRequest.SerializeToString,
                                response_deserializer=pb.UpdateWeightsResponse.FromString)
@@ -173,9 +197,10 @@ def _auth(token):
     return [("authorization", "Bearer " + token)] if token else None
 
 
-def status(target: str, timeout: float = 30.0, token: str | None = None):
+def status(target: str, timeout: float = 30.0, token: str | None = None,
+           tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None):
     """The sidecar's ``GetStatusResponse``."""
-    with grpc.insecure_channel(target) as ch:
+    with _channel(target, tls_ca, tls_cert, tls_key) as ch:
         call = ch.unary_unary(_STATUS_METHOD,
                               request_serializer=pb.GetStatusRequest.SerializeToString,
                               response_deserializer=pb.GetStatusResponse.FromString)

@@ -147,6 +147,19 @@ class TlsIT {
   }
 
   @Test
+  void thePythonClientSpeaksMutualTls() throws Exception {
+    PythonClientIT.stubs();
+    try (SidecarHarness h = harness(true, Map.of())) {
+      Launcher.Result r = Launcher.run(List.of(PythonClientIT.PY,
+          Launcher.root().resolve("client/python/tests/test_tls_push.py").toString(),
+          "127.0.0.1:" + h.sidecar.port(), p("ca.pem").toString(), p("client.pem").toString(),
+          p("client.key").toString()), 120);
+      assertThat(r.exitCode()).as(r.stdout() + r.stderr()).isZero();
+      assertThat(r.stdout()).contains("tls push ok");
+    }
+  }
+
+  @Test
   void theRelayPresentsItsClientCertificateToAnEngineSideSidecarThatRequiresOne() throws Exception {
     try (StandInEngine engine = new StandInEngine(0, null).start()) {
       Sidecar engineSide = new Sidecar(ConfigLoader.load(null, Map.of(), Map.of("role", "engine",
