@@ -133,6 +133,11 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "relay-token-file", relayTokenFile == null ? null : relayTokenFile.toString());
     put(m, "policy", policy);
     put(m, "quorum", quorum);
+    put(m, "max-tensor-bytes", maxTensorBytes);
+    put(m, "max-version-bytes", maxVersionBytes);
+    put(m, "max-tensors", maxTensors);
+    put(m, "max-streams", maxStreams);
+    put(m, "staging-reserve", stagingReserve);
     put(m, "tls-cert", tlsCert == null ? null : tlsCert.toString());
     put(m, "tls-key", tlsKey == null ? null : tlsKey.toString());
     put(m, "tls-client-ca", tlsClientCa == null ? null : tlsClientCa.toString());
@@ -169,6 +174,21 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--relay-tls-key", paramLabel = "PEM", description = "The relay's client certificate key.")
   Path relayTlsKey;
+
+  @Option(names = "--max-tensor-bytes", description = "Largest tensor accepted (default 64GiB).")
+  String maxTensorBytes;
+
+  @Option(names = "--max-version-bytes", description = "Largest version, all parts together (default 4TiB).")
+  String maxVersionBytes;
+
+  @Option(names = "--max-tensors", description = "Most tensors in a version (default 1000000).")
+  Integer maxTensors;
+
+  @Option(names = "--max-streams", description = "UpdateWeights streams open at once (default 256).")
+  Integer maxStreams;
+
+  @Option(names = "--staging-reserve", description = "Free space the staging filesystem keeps; tensors that would use it are refused (default 256MiB).")
+  String stagingReserve;
 
   @Option(names = "--check-config", description = "Load and validate the configuration (file, environment, flags), print it and exit.")
   boolean checkConfig;

@@ -18,6 +18,7 @@ import dev.weightsync.server.relay.RelayTargets;
 import dev.weightsync.server.security.ServerTls;
 import dev.weightsync.client.ClientTls;
 import dev.weightsync.server.engine.SglangAdapter;
+import dev.weightsync.server.ingest.IngestLimits;
 import dev.weightsync.server.ingest.WeightSyncService;
 import dev.weightsync.server.metrics.SyncMetrics;
 import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
@@ -146,7 +147,9 @@ public final class Sidecar implements AutoCloseable {
     coordinator.metrics(metrics);
     this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
-        config.maxOpenTensors(), workers, config.role(), choice::note, metrics, config.partTimeout());
+        new IngestLimits(config.maxOpenTensors(), config.maxTensorBytes(), config.maxVersionBytes(),
+            config.maxTensors(), config.maxStreams(), config.stagingReserve()),
+        workers, config.role(), choice::note, metrics, config.partTimeout());
     NettyServerBuilder builder;
     if (config.tlsCert() != null) {
       tls = new ServerTls(config.tlsCert(), config.tlsKey(), config.tlsClientCa(),

@@ -63,6 +63,11 @@ public final class ConfigLoader {
       relay-tls-ca: null
       relay-tls-cert: null
       relay-tls-key: null
+      max-tensor-bytes: 64GiB
+      max-version-bytes: 4TiB
+      max-tensors: 1000000
+      max-streams: 256
+      staging-reserve: 256MiB
       """;
 
   /** Keys that may be given several times and form a list. */
@@ -75,6 +80,12 @@ public final class ConfigLoader {
         public Duration deserialize(JsonParser p, com.fasterxml.jackson.databind.DeserializationContext c)
             throws IOException {
           return parseDuration(p.getValueAsString());
+        }
+      }).addDeserializer(Long.TYPE, new JsonDeserializer<>() {
+        @Override
+        public Long deserialize(JsonParser p, com.fasterxml.jackson.databind.DeserializationContext c)
+            throws IOException {
+          return parseBytes(p.getValueAsString());
         }
       }));
 
@@ -147,6 +158,25 @@ public final class ConfigLoader {
     List<String> out = new java.util.ArrayList<>();
     it.forEachRemaining(out::add);
     return out;
+  }
+
+  /** A byte count: {@code 1048576}, or with a unit: {@code 512MiB}, {@code 64GiB}, {@code 4TiB}, {@code 10GB}. */
+  public static long parseBytes(String text) {
+    String t = text.trim();
+    String[][] units = {{"KiB", "1024"}, {"MiB", "1048576"}, {"GiB", "1073741824"},
+        {"TiB", "1099511627776"}, {"KB", "1000"}, {"MB", "1000000"}, {"GB", "1000000000"},
+        {"TB", "1000000000000"}, {"B", "1"}};
+    try {
+      for (String[] u : units) {
+        if (t.endsWith(u[0])) {
+          return Math.multiplyExact(Long.parseLong(t.substring(0, t.length() - u[0].length()).trim()),
+              Long.parseLong(u[1]));
+        }
+      }
+      return Long.parseLong(t);
+    } catch (RuntimeException e) {
+      throw new IllegalArgumentException("not a byte count: '" + text + "' (e.g. 64GiB, 512MiB, 1048576)");
+    }
   }
 
   /** {@code 250ms}, {@code 30s}, {@code 5m}, {@code 1h}, a number of seconds, or ISO-8601. */

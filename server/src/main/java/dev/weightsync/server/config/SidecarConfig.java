@@ -80,7 +80,17 @@ public record SidecarConfig(
     /** Client certificate the relay presents to engine-side sidecars that require mutual TLS. */
     @JsonProperty("relay-tls-cert") Path relayTlsCert,
     /** That certificate's private key. */
-    @JsonProperty("relay-tls-key") Path relayTlsKey) {
+    @JsonProperty("relay-tls-key") Path relayTlsKey,
+    /** Bytes of one tensor (e.g. 64GiB). */
+    @JsonProperty("max-tensor-bytes") long maxTensorBytes,
+    /** Bytes of a whole version, all parts together. */
+    @JsonProperty("max-version-bytes") long maxVersionBytes,
+    /** Tensors of a whole version, all parts together. */
+    @JsonProperty("max-tensors") int maxTensors,
+    /** UpdateWeights streams open at once. */
+    @JsonProperty("max-streams") int maxStreams,
+    /** Bytes the staging filesystem must keep free: a tensor that would eat into them is refused. */
+    @JsonProperty("staging-reserve") long stagingReserve) {
 
   public SidecarConfig {
     Objects.requireNonNull(stagingDir, "staging-dir is required");
@@ -117,6 +127,11 @@ public record SidecarConfig(
     Objects.requireNonNull(tlsReload, "tls-reload");
     if ((relayTlsCert == null) != (relayTlsKey == null)) {
       throw new IllegalArgumentException("relay-tls-cert and relay-tls-key go together");
+    }
+    if (maxTensorBytes < 1 || maxVersionBytes < 1 || maxTensors < 1 || maxStreams < 1
+        || stagingReserve < 0) {
+      throw new IllegalArgumentException("max-tensor-bytes, max-version-bytes, max-tensors and"
+          + " max-streams must be positive, staging-reserve not negative");
     }
     if (!List.of("all", "quorum").contains(policy)) {
       throw new IllegalArgumentException("policy must be all or quorum, got " + policy);
@@ -179,6 +194,8 @@ public record SidecarConfig(
         + ", policy=" + policy + ", quorum=" + quorum + ", tls-cert=" + tlsCert
         + ", tls-key=" + tlsKey + ", tls-client-ca=" + tlsClientCa + ", tls-reload=" + tlsReload
         + ", relay-tls-ca=" + relayTlsCa + ", relay-tls-cert=" + relayTlsCert
-        + ", relay-tls-key=" + relayTlsKey + "]";
+        + ", relay-tls-key=" + relayTlsKey + ", max-tensor-bytes=" + maxTensorBytes
+        + ", max-version-bytes=" + maxVersionBytes + ", max-tensors=" + maxTensors
+        + ", max-streams=" + maxStreams + ", staging-reserve=" + stagingReserve + "]";
   }
 }

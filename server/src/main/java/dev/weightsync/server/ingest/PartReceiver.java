@@ -72,7 +72,7 @@ final class PartReceiver {
 
   private final VersionCoordinator coordinator;
   private final TensorSelector selector;
-  private final int maxOpenTensors;
+  private final IngestLimits limits;
   private final SyncMetrics metrics;
   private final long startNanos = System.nanoTime();
   private final Map<String, Incoming> tensors = new LinkedHashMap<>();
@@ -87,6 +87,8 @@ final class PartReceiver {
   private long spoolLength;
   private int open;
   private long bytesIn;
+  /** Bytes counted towards the version's size by this part (given back if the part fails). */
+  private long reservedBytes;
   private static final ObjectMapper JSON = new ObjectMapper();
   private final String role;
   private final boolean acceptsRelayed;
@@ -101,13 +103,13 @@ final class PartReceiver {
    *     relayed already quantized
    */
   PartReceiver(VersionCoordinator coordinator, Quantizer quantizer, TensorSelector selector,
-      int maxOpenTensors, SyncMetrics metrics, String role) {
+      IngestLimits limits, SyncMetrics metrics, String role) {
     this.role = role;
     this.acceptsRelayed = role.equals("engine");
     this.metrics = metrics;
     this.coordinator = coordinator;
     this.selector = selector;
-    this.maxOpenTensors = maxOpenTensors;
+    this.limits = limits;
     this.quantizing = new QuantQueue(quantizer, QUANTIZE_IN_FLIGHT, null);
   }
 
@@ -252,14 +254,24 @@ final class PartReceiver {
     } catch (IllegalArgumentException e) {
       throw invalid(e.getMessage());
     }
+    checkRoomFor(spec);
     if (!part.claimTensor(name)) {
       throw invalid("tensor " + name + " was already sent in another part of version "
           + part.version());
     }
     claimed.add(name);
-    if (open >= maxOpenTensors) {
+    if (part.tensorCount() > limits.maxTensors()) {
+      throw exhausted("tensor " + name + " is one more than the " + limits.maxTensors()
+          + " tensors a version may have (max-tensors)");
+    }
+    if (!part.reserveBytes(spec.byteLength(), limits.maxVersionBytes())) {
+      throw exhausted("tensor " + name + " would take version " + part.version() + " past "
+          + limits.maxVersionBytes() + " bytes (max-version-bytes)");
+    }
+    reservedBytes += spec.byteLength();
+    if (open >= limits.maxOpenTensors()) {
       throw Status.RESOURCE_EXHAUSTED.withDescription("tensor " + name + " starts while "
-          + open + " tensors are incomplete (max-open-tensors=" + maxOpenTensors
+          + open + " tensors are incomplete (max-open-tensors=" + limits.maxOpenTensors()
           + "): send tensors one after another").asException();
     }
     open++;
@@ -365,7 +377,7 @@ final class PartReceiver {
       // the version's folder is deleted as a whole if the version aborts
     }
     if (part != null) {
-      part.fail(claimed);
+      part.fail(claimed, reservedBytes);
     }
   }
 
@@ -391,6 +403,36 @@ final class PartReceiver {
       expected = r.getValue();
     }
     return expected;
+  }
+
+  /**
+   * Refuses a tensor over max-tensor-bytes, and one the staging filesystem has no room for: its
+   * bytes are spooled and its output written (at most as large again) next to the staged version,
+   * and stagingReserve must stay free. Checked before any byte is written, so a full disk fails
+   * the part cleanly instead of half-way through a file.
+   */
+  private void checkRoomFor(TensorSpec spec) throws StatusException {
+    if (spec.byteLength() > limits.maxTensorBytes()) {
+      throw exhausted("tensor " + spec.name() + " has " + spec.byteLength() + " bytes, over the "
+          + limits.maxTensorBytes() + "-byte limit (max-tensor-bytes)");
+    }
+    long usable;
+    try {
+      usable = Files.getFileStore(part.directory()).getUsableSpace();
+    } catch (IOException e) {
+      throw Status.INTERNAL.withDescription("cannot read the staging filesystem's free space: "
+          + e.getMessage()).asException();
+    }
+    long needed = 2 * spec.byteLength() + limits.stagingReserve();
+    if (usable < needed) {
+      throw exhausted("the staging filesystem (" + part.directory().getParent() + ") has " + usable
+          + " bytes free; tensor " + spec.name() + " needs " + 2 * spec.byteLength()
+          + " and staging-reserve keeps " + limits.stagingReserve() + " free");
+    }
+  }
+
+  private static StatusException exhausted(String message) {
+    return Status.RESOURCE_EXHAUSTED.withDescription(message).asException();
   }
 
   private static ObjectNode parseRelayedConfig(String json) throws StatusException {

@@ -44,7 +44,9 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
   private final Quantizer quantizer;
   private final TensorSelector selector;
   private final Format format;
-  private final int maxOpenTensors;
+  private final IngestLimits limits;
+  private final java.util.concurrent.atomic.AtomicInteger openStreams =
+      new java.util.concurrent.atomic.AtomicInteger();
   private final ExecutorService workers;
   private final long startNanos = System.nanoTime();
   private final String role;
@@ -59,7 +61,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
       });
 
   public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
-      TensorSelector selector, Format format, int maxOpenTensors, ExecutorService workers,
+      TensorSelector selector, Format format, IngestLimits limits, ExecutorService workers,
       String role, java.util.function.Supplier<String> deviceNote, SyncMetrics metrics, java.time.Duration idleTimeout) {
     this.metrics = metrics;
     this.idleTimeout = idleTimeout;
@@ -67,7 +69,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     this.quantizer = quantizer;
     this.selector = selector;
     this.format = format;
-    this.maxOpenTensors = maxOpenTensors;
+    this.limits = limits;
     this.workers = workers;
     this.role = role;
     this.deviceNote = deviceNote;
@@ -89,8 +91,31 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     ServerCallStreamObserver<UpdateWeightsResponse> call =
         (ServerCallStreamObserver<UpdateWeightsResponse>) responses;
     call.disableAutoRequest();
+    if (openStreams.incrementAndGet() > limits.maxStreams()) {
+      openStreams.decrementAndGet();
+      metrics.updateFailed("resource_exhausted", 0);
+      call.onError(Status.RESOURCE_EXHAUSTED.withDescription(limits.maxStreams()
+          + " UpdateWeights streams are open (max-streams); retry when one ends").asRuntimeException());
+      return new StreamObserver<>() { // the call is closed: ignore whatever still arrives
+        @Override
+        public void onNext(UpdateWeightsRequest value) {}
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onCompleted() {}
+      };
+    }
+    AtomicBoolean counted = new AtomicBoolean(true);
+    Runnable release = () -> {
+      if (counted.compareAndSet(true, false)) {
+        openStreams.decrementAndGet();
+      }
+    };
+    call.setOnCloseHandler(release);
     Executor serial = MoreExecutors.newSequentialExecutor(workers);
-    PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, maxOpenTensors,
+    PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, limits,
         metrics, role);
     AtomicBoolean finished = new AtomicBoolean();
 
@@ -101,7 +126,10 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
         receiver.discard();
       }
     };
-    call.setOnCancelHandler(() -> serial.execute(abandon));
+    call.setOnCancelHandler(() -> {
+      release.run();
+      serial.execute(abandon);
+    });
     java.util.concurrent.atomic.AtomicLong lastMessage =
         new java.util.concurrent.atomic.AtomicLong(System.nanoTime());
 

@@ -76,6 +76,27 @@ public final class VersionCoordinator implements AutoCloseable {
       }
     }
 
+    /** Tensors named so far in this version, by all its parts. */
+    public int tensorCount() {
+      synchronized (VersionCoordinator.this) {
+        return version.tensorNames.size();
+      }
+    }
+
+    /**
+     * Counts {@code bytes} more towards the version's size; false (and nothing counted) when that
+     * would exceed {@code max}.
+     */
+    public boolean reserveBytes(long bytes, long max) {
+      synchronized (VersionCoordinator.this) {
+        if (version.bytes + bytes > max || version.bytes + bytes < 0) {
+          return false;
+        }
+        version.bytes += bytes;
+        return true;
+      }
+    }
+
     /** Non-null once the version was aborted (by another part or the timeout). */
     public Status abortedWith() {
       synchronized (VersionCoordinator.this) {
@@ -87,11 +108,12 @@ public final class VersionCoordinator implements AutoCloseable {
      * This part failed: forget it so that it can be sent again. A version left with no part
      * received or receiving is dropped at once.
      */
-    public void fail(Set<String> claimedTensors) {
+    public void fail(Set<String> claimedTensors, long reservedBytes) {
       boolean drop;
       synchronized (VersionCoordinator.this) {
         version.receiving.remove(index);
         version.tensorNames.removeAll(claimedTensors);
+        version.bytes -= reservedBytes;
         drop = version.receiving.isEmpty() && version.committed.isEmpty()
             && inProgress.get(version.key) == version;
         if (drop) {
@@ -142,6 +164,8 @@ public final class VersionCoordinator implements AutoCloseable {
     final Set<Integer> receiving = new HashSet<>();
     final Map<Integer, PartResult> committed = new TreeMap<>();
     final Set<String> tensorNames = new HashSet<>();
+    /** Bytes of the tensors its parts declared. */
+    long bytes;
     final List<VersionListener> listeners = new ArrayList<>();
     ScheduledFuture<?> timeout;
     Status aborted;

@@ -1,0 +1,78 @@
+package dev.weightsync.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Each limit refuses with RESOURCE_EXHAUSTED naming it, before anything is staged or any engine
+ * called; the next version within the limits still loads.
+ */
+class LimitsIT {
+
+  @TempDir Path tmp;
+
+  private void assertRefused(Map<String, Object> limit, String... fragments) throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp.resolve(String.valueOf(limit.hashCode())), limit)) {
+      assertThatThrownBy(() -> h.client.pushFolder(Launcher.golden("bf16"), "big", 0, 1))
+          .isInstanceOf(StatusRuntimeException.class)
+          .satisfies(e -> {
+            Status s = ((StatusRuntimeException) e).getStatus();
+            assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+            for (String f : fragments) {
+              assertThat(s.getDescription()).contains(f);
+            }
+          });
+      Thread.sleep(100); // the part is discarded after the answer
+      assertThat(h.engine.routes()).isEmpty();
+      assertThat(h.stagingEntries()).isEmpty();
+    }
+  }
+
+  @Test
+  void tensorVersionAndCountLimits() throws Exception {
+    assertRefused(Map.of("max-tensor-bytes", "1KiB"), "max-tensor-bytes", "over the 1024-byte limit");
+    assertRefused(Map.of("max-version-bytes", "1MB"), "max-version-bytes");
+    assertRefused(Map.of("max-tensors", 3), "max-tensors", "3 tensors");
+  }
+
+  @Test
+  void aStagingFilesystemWithoutRoomRefusesBeforeWritingAByte() throws Exception {
+    // The real free-space check against the real filesystem, asked to keep more than any disk has.
+    assertRefused(Map.of("staging-reserve", "1000TiB"), "bytes free", "staging-reserve");
+  }
+
+  @Test
+  void streamsBeyondMaxStreamsAreRefusedAndTheSlotComesBack() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("max-streams", 1))) {
+      h.engine.faults(f -> f.slowMillis = 1500); // keeps the first stream open during its session
+      CompletableFuture<?> first = CompletableFuture.runAsync(() -> {
+        try {
+          h.client.pushFolder(Launcher.golden("bf16"), "1", 0, 1);
+        } catch (java.io.IOException e) {
+          throw new java.io.UncheckedIOException(e);
+        }
+      });
+      for (int i = 0; i < 200 && !h.engine.routes().contains("/pause_generation"); i++) {
+        Thread.sleep(25);
+      }
+      try (RawStream raw = new RawStream(h.sidecar.port())) {
+        Status s = raw.send(List.of(RawStream.header("2", 0, 1)), true, false);
+        assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+        assertThat(s.getDescription()).contains("max-streams");
+      }
+      first.get();
+      h.engine.faults(f -> f.slowMillis = 0);
+      assertThat(h.client.pushFolder(Launcher.golden("bf16"), "3", 0, 1).getEngines(0).getOutcome())
+          .isEqualTo(dev.weightsync.proto.v1.EngineOutcome.LOADED);
+    }
+  }
+}
