@@ -13,6 +13,7 @@ import dev.weightsync.server.config.SidecarConfig;
 import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineSet;
+import dev.weightsync.server.engine.SessionLedger;
 import dev.weightsync.server.pipeline.DeliveryPolicy;
 import dev.weightsync.server.relay.RelayTargets;
 import dev.weightsync.server.security.ServerTls;
@@ -102,9 +103,10 @@ public final class Sidecar implements AutoCloseable {
     String adminKey = config.sglangAdminKeyFile() != null
         ? Files.readString(config.sglangAdminKeyFile()).trim() : config.sglangAdminKey();
     List<EngineAdapter> engines = new ArrayList<>();
+    SessionLedger ledger = new SessionLedger(staging.root());
     for (String url : config.sglangUrls()) {
       engines.add(new SglangAdapter(url, adminKey, config.engineTimeout(), config.engineRetries(),
-          config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff()));
+          config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff(), ledger));
     }
     this.engines = List.copyOf(engines);
     boolean trainerSide = config.role().equals("trainer");
@@ -188,6 +190,12 @@ public final class Sidecar implements AutoCloseable {
       http.createContext("/metrics", ex -> respond(ex, 200, registry.scrape(),
           "text/plain; version=0.0.4; charset=utf-8"));
       http.start();
+    }
+    // Engines a previous run of this sidecar paused and could not resume (it died mid-update).
+    for (EngineAdapter e : engines) {
+      if (e instanceof SglangAdapter sglang) {
+        readinessTimer.execute(sglang::recover);
+      }
     }
     // "" is liveness (serving while the process runs); the service name is readiness.
     health.setStatus("", ServingStatus.SERVING);

@@ -45,9 +45,15 @@ public final class SglangAdapter implements EngineAdapter {
   private final Duration backoff;
   private final HttpClient http;
   private volatile EngineState state;
+  private final SessionLedger ledger;
 
+  /**
+   * @param ledger where sessions are recorded, so that a restarted sidecar finds the engines it
+   *     left paused
+   */
   public SglangAdapter(String baseUrl, String adminKey, Duration timeout, int retries,
-      String pauseMode, boolean resumeAfterFailedLoad, Duration backoff) {
+      String pauseMode, boolean resumeAfterFailedLoad, Duration backoff, SessionLedger ledger) {
+    this.ledger = ledger;
     this.baseUrl = baseUrl.endsWith("/") ? baseUrl.substring(0, baseUrl.length() - 1) : baseUrl;
     this.adminKey = adminKey;
     this.timeout = timeout;
@@ -74,6 +80,12 @@ public final class SglangAdapter implements EngineAdapter {
     Path staged = delivery.folder();
     String version = delivery.version();
     long start = System.nanoTime();
+    try {
+      ledger.begin(baseUrl, reportedVersion().orElse(""), version);
+    } catch (IOException e) {
+      return untouched(start, "pause", "cannot record the session in the staging folder ("
+          + e.getMessage() + "); the engine was not paused");
+    }
     try {
       call("POST", "/pause_generation", JSON.createObjectNode().put("mode", pauseMode), retries);
     } catch (EngineCallException e) {
@@ -206,8 +218,78 @@ public final class SglangAdapter implements EngineAdapter {
       String step, String message) {
     String keep = outcome == EngineOutcome.FAILED_UNTOUCHED ? state.loadedVersion() : loaded;
     state = new EngineState(baseUrl, newState, keep, message);
+    record(newState.equals(EngineState.PAUSED_FAILED));
     return new EngineResult(baseUrl, outcome, keep, message, (System.nanoTime() - start) / 1e9,
         step);
+  }
+
+  private void record(boolean leftPaused) {
+    try {
+      if (leftPaused) {
+        ledger.leftPaused(baseUrl);
+      } else {
+        ledger.clear(baseUrl);
+      }
+    } catch (IOException e) {
+      LOG.warning(baseUrl + ": cannot update the session ledger: " + e.getMessage());
+    }
+  }
+
+  /** The engine's weight_version, or empty when it does not answer. */
+  private java.util.Optional<String> reportedVersion() {
+    try {
+      return java.util.Optional.of(call("GET", "/get_weight_version", null, 0).body()
+          .path("weight_version").asText(""));
+    } catch (EngineCallException e) {
+      return java.util.Optional.empty();
+    }
+  }
+
+  /**
+   * After a restart: an engine this sidecar paused and did not resume because it died mid-session
+   * is resumed when it reports a complete version (the one it served before, or the one being
+   * loaded, which it may have finished on its own); otherwise (a mix, or an engine left paused
+   * after a failed load) it stays paused, reported, until a version loads. An engine that does
+   * not answer keeps its entry and is dealt with by the next version.
+   */
+  public void recover() {
+    java.util.Optional<SessionLedger.Entry> entry = ledger.get(baseUrl);
+    if (entry.isEmpty()) {
+      return;
+    }
+    SessionLedger.Entry e = entry.get();
+    if (e.leftPaused()) {
+      state = new EngineState(baseUrl, EngineState.PAUSED_FAILED, "", "left paused after a failed"
+          + " load of '" + e.target() + "' (before this sidecar restarted); stays paused until a"
+          + " version loads");
+      return;
+    }
+    java.util.Optional<String> v = reportedVersion();
+    if (v.isEmpty()) {
+      state = new EngineState(baseUrl, EngineState.UNKNOWN, "", "paused by this sidecar before it"
+          + " restarted and not answering now; the next version resumes it");
+      LOG.warning(state.lastError() + ": " + baseUrl);
+      return;
+    }
+    String now = v.get();
+    if (now.equals(e.target()) || (!e.previous().isEmpty() && now.equals(e.previous()))) {
+      try {
+        call("POST", "/continue_generation", JSON.createObjectNode(), retries);
+        state = new EngineState(baseUrl, EngineState.SERVING, now, "");
+        record(false);
+        LOG.warning(baseUrl + ": resumed; it was paused by this sidecar, which died while loading '"
+            + e.target() + "'; it serves '" + now + "'");
+      } catch (EngineCallException ex) {
+        state = new EngineState(baseUrl, EngineState.UNKNOWN, now, "paused by this sidecar before"
+            + " it restarted; continue_generation failed: " + ex.getMessage());
+      }
+      return;
+    }
+    state = new EngineState(baseUrl, EngineState.PAUSED_FAILED, now, "paused by this sidecar,"
+        + " which died while loading '" + e.target() + "'; it reports '" + now + "', neither that"
+        + " nor '" + e.previous() + "': left paused until a version loads");
+    record(true);
+    LOG.warning(baseUrl + ": " + state.lastError());
   }
 
   @Override
