@@ -42,7 +42,8 @@ class CrashRecoveryIT {
 
   @Test
   void aSidecarKilledMidSessionResumesTheEngineItPausedWhenItComesBack() throws Exception {
-    Path log = tmp.resolve("serve.log");
+    Path log = tmp.resolve("serve-1.log");
+    Path log2 = tmp.resolve("serve-2.log");
     int port = freePort();
     try (StandInEngine engine = new StandInEngine(0, null).start()) {
       Process first = serve(port, engine.url(), log);
@@ -70,14 +71,17 @@ class CrashRecoveryIT {
       assertThat(engine.paused()).as("nobody resumed it yet").isTrue();
 
       engine.faults(f -> f.slowMillis = 0);
-      Process second = serve(port, engine.url(), log);
+      Process second = serve(port, engine.url(), log2);
       try {
         for (int i = 0; i < 300 && engine.paused(); i++) {
           Thread.sleep(20);
         }
         assertThat(engine.paused()).as("resumed by the restarted sidecar").isFalse();
         assertThat(engine.weightVersion()).isIn("1", "2");
-        assertThat(Files.readString(log)).contains("resumed; it was paused by this sidecar");
+        for (int i = 0; i < 100 && !Files.readString(log2).contains("resumed;"); i++) {
+          Thread.sleep(50);
+        }
+        assertThat(Files.readString(log2)).contains("resumed; it was paused by this sidecar");
         try (Stream<Path> s = Files.list(tmp.resolve("staging"))) {
           List<String> names = s.map(p -> p.getFileName().toString()).toList();
           assertThat(names).noneMatch(n -> n.startsWith(".tmp-")); // leftovers removed at start

@@ -143,6 +143,15 @@ class KubernetesManifestsIT {
     assertThat(c.getSecurityContext().getRunAsNonRoot()).isTrue();
     assertThat(c.getSecurityContext().getReadOnlyRootFilesystem()).isTrue();
     mount(c, "/tmp"); // the JVM and Netty need a writable /tmp under a read-only root
+    // The commented TLS keys, switched on, are valid and point into the TLS Secret's mount.
+    Files.writeString(file, cm.getData().get(inPod.getFileName().toString())
+        .replaceAll("(?m)^# ((relay-)?tls-[a-z-]+: )", "$1"));
+    SidecarConfig tls = ConfigLoader.load(file, env(c), Map.of());
+    assertThat(tls.tlsCert()).isNotNull();
+    for (Path f : List.of(tls.tlsCert(), tls.tlsKey(), tls.tlsClientCa(), tls.relayTlsCa())) {
+      assertThat(volume(pod, mount(c, f.getParent().toString()).getName()).getSecret()
+          .getSecretName()).isEqualTo("weightsync-tls");
+    }
     return config;
   }
 

@@ -194,7 +194,8 @@ public final class Sidecar implements AutoCloseable {
     // Engines a previous run of this sidecar paused and could not resume (it died mid-update).
     for (EngineAdapter e : engines) {
       if (e instanceof SglangAdapter sglang) {
-        readinessTimer.execute(sglang::recover);
+        readinessTimer.execute(() -> sglang.recover(v -> !v.startsWith(".") && !v.contains("/")
+            && Files.isDirectory(staging.root().resolve(v))));
       }
     }
     // "" is liveness (serving while the process runs); the service name is readiness.

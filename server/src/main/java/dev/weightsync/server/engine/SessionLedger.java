@@ -14,9 +14,9 @@ import java.util.Optional;
 /**
  * What this sidecar has done to its engines that outlives a crash: for each engine, the update
  * session it is in (the version it served before and the one being loaded) or that it left the
- * engine paused after a failed load. Kept as one small JSON file in the staging folder, rewritten
- * atomically (temporary file, fsync, rename), so that a sidecar killed mid-session finds out at
- * restart which engines it paused.
+ * engine paused after a failed load. Kept as one small JSON file in the staging folder while an
+ * entry exists, rewritten atomically (temporary file, fsync, rename), so that a sidecar killed
+ * mid-session finds out at restart which engines it paused.
  */
 public final class SessionLedger {
 
@@ -77,7 +77,12 @@ public final class SessionLedger {
     }
   }
 
+  /** Writes the entries; with none left, removes the file (nothing to recover). */
   private void save() throws IOException {
+    if (entries.isEmpty()) {
+      Files.deleteIfExists(file);
+      return;
+    }
     Path tmp = file.resolveSibling(FILE + ".tmp");
     Files.write(tmp, JSON.writeValueAsBytes(entries));
     try (FileChannel c = FileChannel.open(tmp, StandardOpenOption.WRITE)) {

@@ -81,7 +81,7 @@ public final class SglangAdapter implements EngineAdapter {
     String version = delivery.version();
     long start = System.nanoTime();
     try {
-      ledger.begin(baseUrl, reportedVersion().orElse(""), version);
+      ledger.begin(baseUrl, state.loadedVersion(), version);
     } catch (IOException e) {
       return untouched(start, "pause", "cannot record the session in the staging folder ("
           + e.getMessage() + "); the engine was not paused");
@@ -247,12 +247,13 @@ public final class SglangAdapter implements EngineAdapter {
 
   /**
    * After a restart: an engine this sidecar paused and did not resume because it died mid-session
-   * is resumed when it reports a complete version (the one it served before, or the one being
-   * loaded, which it may have finished on its own); otherwise (a mix, or an engine left paused
+   * is resumed when it reports a complete version (the one it served before, the one being loaded,
+   * which it may have finished on its own, or one of the complete versions in {@code staged});
+   * otherwise (a mix, or an engine left paused
    * after a failed load) it stays paused, reported, until a version loads. An engine that does
    * not answer keeps its entry and is dealt with by the next version.
    */
-  public void recover() {
+  public void recover(java.util.function.Predicate<String> staged) {
     java.util.Optional<SessionLedger.Entry> entry = ledger.get(baseUrl);
     if (entry.isEmpty()) {
       return;
@@ -272,7 +273,7 @@ public final class SglangAdapter implements EngineAdapter {
       return;
     }
     String now = v.get();
-    if (now.equals(e.target()) || (!e.previous().isEmpty() && now.equals(e.previous()))) {
+    if (!now.isEmpty() && (now.equals(e.target()) || now.equals(e.previous()) || staged.test(now))) {
       try {
         call("POST", "/continue_generation", JSON.createObjectNode(), retries);
         state = new EngineState(baseUrl, EngineState.SERVING, now, "");
