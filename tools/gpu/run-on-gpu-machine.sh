@@ -19,3 +19,12 @@ python3 $H $G/fp8 /dev/shm/ws/1 | tail -2
 python3 tools/gpu/torch_push.py 127.0.0.1:50051 $G/bf16 2 && python3 $H $G/fp8 /dev/shm/ws/2 | tail -2
 W status --target 127.0.0.1:50051 | head -5
 W bench gpu --iterations 20 2>&1 | tee $OUT/bench-gpu.txt
+echo == relay: trainer-side on cuda, engine-side with a stand-in engine
+W engine --port 30001 > /tmp/engine2.log 2>&1 &
+W serve --role engine --port 50061 --metrics-port -1 --staging-dir /dev/shm/ws-engine --sglang-url http://127.0.0.1:30001 > /tmp/es.log 2>&1 &
+sleep 6
+W serve --role trainer --device cuda --port 50071 --metrics-port -1 --staging-dir /dev/shm/ws-trainer --relay-to 127.0.0.1:50061 > /tmp/ts.log 2>&1 &
+sleep 8
+W push --target 127.0.0.1:50071 --model-dir $G/bf16 --version r1
+python3 $H $G/fp8 /dev/shm/ws-engine/r1 | tail -2
+grep -h "serving" /tmp/ts.log /tmp/es.log | cut -c1-200
