@@ -185,7 +185,12 @@ public final class CpuQuantizer implements Quantizer {
     }
   }
 
-  private static IOException rethrow(Throwable t) {
+  /**
+   * What a failed task threw, as {@link Quantizer#quantize} throws it: an IOException (also out
+   * of an UncheckedIOException) is returned for the caller to throw; runtime exceptions and errors
+   * are rethrown as they are; anything else is wrapped in an IOException.
+   */
+  static IOException rethrow(Throwable t) {
     if (t instanceof IOException io) {
       return io;
     }

@@ -3,7 +3,6 @@ package dev.weightsync.core.quant;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.util.ArrayDeque;
 import java.util.Deque;
 import java.util.concurrent.CompletableFuture;
@@ -84,19 +83,7 @@ public final class QuantQueue {
       throw new IOException("interrupted while waiting for the quantizer", e);
     } catch (ExecutionException | CompletionException e) {
       Throwable c = e.getCause() instanceof CompletionException ce ? ce.getCause() : e.getCause();
-      if (c instanceof IOException io) {
-        throw io;
-      }
-      if (c instanceof UncheckedIOException u) {
-        throw u.getCause();
-      }
-      if (c instanceof RuntimeException r) {
-        throw r;
-      }
-      if (c instanceof Error err) {
-        throw err;
-      }
-      throw new IOException(c);
+      throw CpuQuantizer.rethrow(c);
     }
   }
 }
