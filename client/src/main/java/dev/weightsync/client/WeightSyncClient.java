@@ -1,6 +1,6 @@
 package dev.weightsync.client;
 
-import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
 import dev.weightsync.core.checkpoint.CheckpointFolder;
 import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.proto.v1.Commit;
@@ -225,7 +225,7 @@ public final class WeightSyncClient implements AutoCloseable {
           crc.reset();
           crc.update(window.duplicate());
           TensorChunk.Builder c = TensorChunk.newBuilder().setName(spec.name())
-              .setDtype(spec.dtype().name()).setOffset(off).setData(ByteString.copyFrom(window))
+              .setDtype(spec.dtype().name()).setOffset(off).setData(UnsafeByteOperations.unsafeWrap(window))
               .setCrc32C((int) crc.getValue());
           for (long d : spec.shape()) {
             c.addShape(d);
