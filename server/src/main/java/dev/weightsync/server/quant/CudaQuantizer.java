@@ -138,6 +138,8 @@ public final class CudaQuantizer implements Quantizer {
   private final long partialsCapacity;
   private final List<Slot> slots = new ArrayList<>();
   private final BlockingQueue<Slot> free;
+  /** Pinned memory handed out by {@link #allocatePinned}, freed on close. */
+  private final List<Pointer> userPinned = new ArrayList<>();
   private String deviceName;
   private CUcontext context;
   private CUfunction fp8;
@@ -267,8 +269,6 @@ public final class CudaQuantizer implements Quantizer {
       return b;
     });
   }
-
-  private final List<Pointer> userPinned = new ArrayList<>();
 
   /** Whether the kernels take this plan (else the CPU does, with the same bytes). */
   static boolean onGpu(TensorPlan plan) {
