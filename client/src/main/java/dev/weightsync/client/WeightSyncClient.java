@@ -41,6 +41,11 @@ import java.util.zip.CRC32C;
 public final class WeightSyncClient implements AutoCloseable {
 
   public static final int DEFAULT_CHUNK_BYTES = 4 << 20;
+  /**
+   * Bytes the client may queue ahead of the transport. gRPC's default (32 KiB) makes every 4 MiB
+   * chunk wait until the previous one has left, so the connection idles between chunks.
+   */
+  static final int SEND_AHEAD_BYTES = 16 << 20;
 
   private final ManagedChannel channel;
   private final boolean ownsChannel;
@@ -209,7 +214,7 @@ public final class WeightSyncClient implements AutoCloseable {
             result.complete(response);
           }
         };
-    WeightSyncGrpc.newStub(channel).updateWeights(observer);
+    WeightSyncGrpc.newStub(channel).withOnReadyThreshold(SEND_AHEAD_BYTES).updateWeights(observer);
     ClientCallStreamObserver<UpdateWeightsRequest> s = stream.get();
     try {
       send(s, ready, result, UpdateWeightsRequest.newBuilder().setHeader(header).build());
