@@ -9,17 +9,15 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /** {@code weightsync push}: send a checkpoint folder to a sidecar as one part of a version. */
-@Command(name = "push", mixinStandardHelpOptions = true,
+@Command(name = "push",
     description = "Send the tensors of a checkpoint folder to a sidecar as (one part of) a weight version.")
 final class PushCommand implements Callable<Integer> {
 
-  @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
-  String target;
+  // No mixinStandardHelpOptions: its -V/--version would clash with the weight --version flag.
+  @Option(names = {"-h", "--help"}, usageHelp = true, description = "Show this help and exit.")
+  boolean help;
 
-  @picocli.CommandLine.Mixin TlsOptions tls = new TlsOptions();
-
-  @Option(names = "--auth-token-file", description = "A file whose first line is the bearer token to send.")
-  java.nio.file.Path authTokenFile;
+  @picocli.CommandLine.Mixin SidecarConnection sidecar = new SidecarConnection();
 
   @Option(names = "--model-dir", required = true, description = "A BF16 checkpoint folder.")
   Path modelDir;
@@ -35,8 +33,7 @@ final class PushCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile), 3,
-        tls.toClientTls())) {
+    try (WeightSyncClient client = sidecar.connect()) {
       UpdateWeightsResponse r = client.pushFolder(modelDir, version, part, parts);
       System.out.print(Reports.response(r));
       return 0;

@@ -13,18 +13,11 @@ import picocli.CommandLine.Option;
 @Command(name = "status", mixinStandardHelpOptions = true, description = "Show a sidecar's state.")
 final class StatusCommand implements Callable<Integer> {
 
-  @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
-  String target;
-
-  @picocli.CommandLine.Mixin TlsOptions tls = new TlsOptions();
-
-  @Option(names = "--auth-token-file", description = "A file whose first line is the bearer token to send.")
-  java.nio.file.Path authTokenFile;
+  @picocli.CommandLine.Mixin SidecarConnection sidecar = new SidecarConnection();
 
   @Override
   public Integer call() throws java.io.IOException {
-    try (WeightSyncClient client = WeightSyncClient.connect(target, Tokens.read(authTokenFile), 3,
-        tls.toClientTls())) {
+    try (WeightSyncClient client = sidecar.connect()) {
       GetStatusResponse s = client.status();
       System.out.printf("role %s, format %s, device %s, up %.0f s, last loaded version '%s'%n",
           s.getRole(), s.getFormat(), s.getDevice(), s.getUptimeSeconds(), s.getLastVersion());

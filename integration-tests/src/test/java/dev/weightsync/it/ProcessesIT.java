@@ -74,6 +74,16 @@ class ProcessesIT {
   }
 
   @Test
+  void everyCommandPrintsItsHelp() throws Exception {
+    for (String command : List.of("serve", "push", "status", "health", "convert", "demo", "engine",
+        "bench")) {
+      Launcher.Result r = Launcher.weightsync(command, "--help");
+      assertThat(r.exitCode()).as(command + ": " + r.stdout() + r.stderr()).isZero();
+      assertThat(r.stdout()).as(command).startsWith("Usage: weightsync " + command);
+    }
+  }
+
+  @Test
   void theDemoRunsOnItsOwn() throws Exception {
     Launcher.Result r = Launcher.weightsync("demo", "--layers", "2", "--versions", "1");
     assertThat(r.exitCode()).as(r.stdout() + r.stderr()).isZero();
