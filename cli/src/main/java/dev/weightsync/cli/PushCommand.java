@@ -31,10 +31,25 @@ final class PushCommand implements Callable<Integer> {
   @Option(names = "--parts", defaultValue = "1", description = "Parts in the version (default 1).")
   int parts;
 
+  @Option(names = "--streams", defaultValue = "1", description = "Split the version into this many parts of about equal size, sent over parallel streams (default 1; only for a whole version, not with --parts).")
+  int streams;
+
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
   @Override
   public Integer call() throws Exception {
+    if (streams < 1) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--streams must be at least 1");
+    }
+    if (streams > 1 && parts != 1) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+          "--streams splits a whole version into parts itself; it cannot be combined with --parts");
+    }
     try (WeightSyncClient client = sidecar.connect()) {
-      UpdateWeightsResponse r = client.pushFolder(modelDir, version, part, parts);
+      UpdateWeightsResponse r = streams > 1
+          ? client.pushFolderParallel(modelDir, version, streams)
+          : client.pushFolder(modelDir, version, part, parts);
       System.out.print(Reports.response(r));
       return 0;
     } catch (StatusRuntimeException e) {

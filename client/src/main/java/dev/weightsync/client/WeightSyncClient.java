@@ -11,6 +11,7 @@ import dev.weightsync.proto.v1.TensorChunk;
 import dev.weightsync.proto.v1.UpdateWeightsRequest;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
+import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Status;
@@ -25,7 +26,11 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionService;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorCompletionService;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.zip.CRC32C;
@@ -137,12 +142,92 @@ public final class WeightSyncClient implements AutoCloseable {
   public UpdateWeightsResponse pushFolder(Path dir, String version, int part, int parts)
       throws IOException {
     try (CheckpointFolder folder = CheckpointFolder.open(dir)) {
-      List<Tensor> tensors = new ArrayList<>();
-      for (TensorSpec t : folder.tensors()) {
-        tensors.add(new Tensor(t, folder.source(t.name())));
-      }
-      return push(version, part, parts, tensors);
+      return push(version, part, parts, tensorsOf(folder));
     }
+  }
+
+  /** Pushes every tensor of a checkpoint folder as a whole version over parallel streams. */
+  public UpdateWeightsResponse pushFolderParallel(Path dir, String version, int streams)
+      throws IOException {
+    try (CheckpointFolder folder = CheckpointFolder.open(dir)) {
+      return pushParallel(version, tensorsOf(folder), streams);
+    }
+  }
+
+  private static List<Tensor> tensorsOf(CheckpointFolder folder) throws IOException {
+    List<Tensor> tensors = new ArrayList<>();
+    for (TensorSpec t : folder.tensors()) {
+      tensors.add(new Tensor(t, folder.source(t.name())));
+    }
+    return tensors;
+  }
+
+  /**
+   * Sends {@code tensors} as the whole of {@code version}, split into {@code streams} parts of
+   * about equal bytes that go over as many parallel streams (fewer when there are fewer tensors).
+   * Returns when the version has been loaded; when it fails, throws the part's error that says
+   * why (not the ABORTED of the parts the sidecar stopped because of it).
+   *
+   * @throws StatusRuntimeException with the sidecar's status when the version fails
+   */
+  public UpdateWeightsResponse pushParallel(String version, List<Tensor> tensors, int streams)
+      throws IOException {
+    List<List<Tensor>> parts = PartSplitter.split(tensors, streams);
+    if (parts.size() == 1) {
+      return push(version, 0, 1, parts.get(0));
+    }
+    ExecutorService senders = Executors.newFixedThreadPool(parts.size(), r -> {
+      Thread t = new Thread(r, "weightsync-push-" + version);
+      t.setDaemon(true);
+      return t;
+    });
+    // A part refused for good (a NaN, a wrong shape) would leave the other parts waiting for a
+    // version that cannot complete: the first failure cancels every call of this push.
+    Context.CancellableContext calls = Context.current().withCancellation();
+    CompletionService<UpdateWeightsResponse> sent = new ExecutorCompletionService<>(senders);
+    try {
+      for (int p = 0; p < parts.size(); p++) {
+        int part = p;
+        sent.submit(calls.wrap(() -> push(version, part, parts.size(), parts.get(part))));
+      }
+      UpdateWeightsResponse response = null;
+      Throwable cause = null;
+      for (int p = 0; p < parts.size(); p++) {
+        try {
+          response = sent.take().get();
+        } catch (ExecutionException e) {
+          cause = moreTelling(cause, e.getCause());
+          calls.cancel(e.getCause());
+        }
+      }
+      if (cause instanceof IOException io) {
+        throw io;
+      }
+      if (cause != null) {
+        throw cause instanceof StatusRuntimeException s ? s : Status.fromThrowable(cause)
+            .asRuntimeException();
+      }
+      return response;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
+    } finally {
+      calls.cancel(null);
+      senders.shutdownNow();
+    }
+  }
+
+  /** The failure that says why: one the sidecar gave, not the cancellation that followed it. */
+  private static Throwable moreTelling(Throwable first, Throwable next) {
+    if (first == null) {
+      return next;
+    }
+    return consequence(first) && !consequence(next) ? next : first;
+  }
+
+  private static boolean consequence(Throwable t) {
+    Status.Code c = Status.fromThrowable(t).getCode();
+    return c == Status.Code.CANCELLED || c == Status.Code.ABORTED;
   }
 
   /**
