@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Pushes a BF16 safetensors checkpoint folder through weightsync_client (stdlib + grpc only).
 
-usage: push_golden.py TARGET MODEL_DIR VERSION [PART PARTS [FILTER]]
+usage: push_golden.py [--streams N] TARGET MODEL_DIR VERSION [PART PARTS [FILTER]]
+--streams N: split the version into N parts sent over parallel streams.
 FILTER (optional): only tensors whose name contains it ('!X' for those that do not).
 Prints the response's staged path and each engine's outcome; exits 1 with the status on failure.
 """
@@ -30,15 +31,20 @@ def read_folder(d):
 
 
 def main():
-    target, model, version = sys.argv[1:4]
-    part, parts = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (0, 1)
+    args = sys.argv[1:]
+    streams = 1
+    if args[:1] == ["--streams"]:
+        streams, args = int(args[1]), args[2:]
+    target, model, version = args[0:3]
+    part, parts = (int(args[3]), int(args[4])) if len(args) > 4 else (0, 1)
     tensors = read_folder(model)
-    if len(sys.argv) > 6:
-        f = sys.argv[6]
+    if len(args) > 5:
+        f = args[5]
         keep = (lambda n: f[1:] not in n) if f.startswith("!") else (lambda n: f in n)
         tensors = [t for t in tensors if keep(t[0])]
     try:
-        r = ws.push(tensors, version=version, target=target, part=part, parts=parts)
+        r = ws.push(tensors, version=version, target=target, part=part, parts=parts,
+                    streams=streams)
     except ws.PushError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -14,8 +14,10 @@ or ``google_crc32c`` module; without either, a slow pure-Python one is used.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import struct
 import sys
+import threading
 import time
 from typing import Iterable, Tuple, Any
 
@@ -160,7 +162,8 @@ def _channel(target: str, tls_ca: str | None, tls_cert: str | None, tls_key: str
 def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, part: int = 0,
          parts: int = 1, chunk_bytes: int = CHUNK_BYTES, timeout: float | None = None,
          attempts: int = 3, channel: grpc.Channel | None = None, token: str | None = None,
-         tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None):
+         tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
+         streams: int = 1):
     """Sends ``named_tensors`` as part ``part`` of ``parts`` of weight version ``version``.
 
     Returns the sidecar's ``UpdateWeightsResponse`` (timings, sizes, each engine's result) once
@@ -170,27 +173,119 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
     ``authorization: Bearer <token>`` (for a sidecar started with ``--auth-token-file``).
     ``tls_ca``/``tls_cert``/``tls_key`` (PEM paths) connect over TLS (for ``--tls-cert``; the
     client certificate for ``--tls-client-ca``).
+
+    ``streams=N`` splits a whole version (``parts=1``) into N parts of about equal bytes, sent over
+    N parallel streams; the first part that fails cancels the others, and the error raised is the
+    one that says why.
     """
     if not 0 < chunk_bytes <= CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be 1..{CHUNK_BYTES}")
+    if streams < 1:
+        raise ValueError("streams must be at least 1")
+    if streams > 1 and (parts != 1 or part != 0):
+        raise ValueError("streams splits a whole version into parts itself; leave part and parts at 0 and 1")
     tensors = list(named_tensors)
     own = channel is None
     ch = channel or _channel(target, tls_ca, tls_cert, tls_key)
     try:
         call = ch.stream_unary(_METHOD, request_serializer=pb.UpdateWeightsRequest.SerializeToString,
                                response_deserializer=pb.UpdateWeightsResponse.FromString)
-        for attempt in range(attempts):
-            try:
-                return call(_requests(tensors, version, part, parts, chunk_bytes), timeout=timeout,
-                            metadata=_auth(token))
-            except grpc.RpcError as e:
-                if e.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < attempts:
-                    time.sleep(0.2 * (2 ** attempt))
-                    continue
-                raise PushError(e.code(), e.details()) from None
+        split = _split(tensors, streams)
+        sender = _PartSender(call, version, parts if len(split) == 1 else len(split), chunk_bytes,
+                             timeout, attempts, _auth(token))
+        if len(split) == 1:
+            return sender.send(part, split[0])
+        return sender.send_all(split)
     finally:
         if own:
             ch.close()
+
+
+def _split(tensors, streams):
+    """Parts of about equal bytes (largest tensor into the lightest part), each in the caller's
+    order; never an empty part, which the sidecar refuses."""
+    if not tensors:
+        raise ValueError("a version needs at least one tensor")
+    count = min(streams, len(tensors))
+    if count == 1:
+        return [tensors]
+    sizes = [_nbytes(t) for _, t in tensors]
+    load = [0] * count
+    owner = [0] * len(tensors)
+    for i in sorted(range(len(tensors)), key=lambda i: -sizes[i]):
+        lightest = min(range(count), key=lambda p: load[p])
+        owner[i] = lightest
+        load[lightest] += max(1, sizes[i])
+    return [[t for i, t in enumerate(tensors) if owner[i] == p] for p in range(count)]
+
+
+def _nbytes(tensor):
+    """A tensor's size in bytes without copying it (a torch tensor may be on a GPU)."""
+    if isinstance(tensor, RawTensor):
+        return memoryview(tensor.data).nbytes
+    return int(tensor.nbytes)
+
+
+class _PartSender:
+    """Sends parts of one version, retrying a part refused with UNAVAILABLE; with several parts
+    in flight, the first failure cancels the calls of the others."""
+
+    def __init__(self, call, version, parts, chunk_bytes, timeout, attempts, metadata):
+        self._call = call
+        self._version = version
+        self._parts = parts
+        self._chunk_bytes = chunk_bytes
+        self._timeout = timeout
+        self._attempts = attempts
+        self._metadata = metadata
+        self._lock = threading.Lock()
+        self._live = {}
+        self._cancelled = False
+
+    def send(self, index, tensors):
+        for attempt in range(self._attempts):
+            with self._lock:
+                if self._cancelled:
+                    raise PushError(grpc.StatusCode.CANCELLED, "another part of the version failed")
+                future = self._call.future(
+                    _requests(tensors, self._version, index, self._parts, self._chunk_bytes),
+                    timeout=self._timeout, metadata=self._metadata)
+                self._live[index] = future
+            try:
+                return future.result()
+            except grpc.FutureCancelledError:
+                raise PushError(grpc.StatusCode.CANCELLED, "another part of the version failed") from None
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE and attempt + 1 < self._attempts:
+                    time.sleep(0.2 * (2 ** attempt))
+                    continue
+                raise PushError(e.code(), e.details()) from None
+
+    def send_all(self, split):
+        response, error = None, None
+        with concurrent.futures.ThreadPoolExecutor(len(split)) as pool:
+            sent = [pool.submit(self.send, i, tensors) for i, tensors in enumerate(split)]
+            for f in concurrent.futures.as_completed(sent):
+                try:
+                    response = f.result()
+                except PushError as e:
+                    if error is None or (_consequence(error) and not _consequence(e)):
+                        error = e
+                    self._cancel_all()
+        if error is not None:
+            raise error
+        return response
+
+    def _cancel_all(self):
+        with self._lock:
+            self._cancelled = True
+            for future in self._live.values():
+                future.cancel()
+
+
+def _consequence(error):
+    """A part stopped because another failed, rather than the failure itself."""
+    return error.code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED)
 
 
 def _auth(token):

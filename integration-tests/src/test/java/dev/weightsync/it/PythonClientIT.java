@@ -52,6 +52,23 @@ class PythonClientIT {
   }
 
   @Test
+  void oneVersionOverFourParallelStreamsIsTheGoldenFolder() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"))) {
+      String target = "127.0.0.1:" + h.sidecar.port();
+      Launcher.Result r = python("push_golden.py", "--streams", "4", target,
+          Launcher.golden("bf16").toString(), "py-4s");
+      assertThat(r.exitCode()).as(r.stderr()).isZero();
+      assertThat(r.stdout()).contains("LOADED py-4s");
+      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), h.staging.resolve("py-4s")).exitCode())
+          .isZero();
+      // four parts, so four staged shards
+      try (var files = java.nio.file.Files.list(h.staging.resolve("py-4s"))) {
+        assertThat(files.filter(f -> f.toString().endsWith(".safetensors")).count()).isEqualTo(4);
+      }
+    }
+  }
+
+  @Test
   void twoPythonTrainersSendOneVersionInTwoParts() throws Exception {
     try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "int4-group"))) {
       String target = "127.0.0.1:" + h.sidecar.port();

@@ -1,6 +1,7 @@
 package dev.weightsync.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.weightsync.client.Tensor;
 import dev.weightsync.core.checkpoint.CheckpointFolder;
@@ -77,6 +78,43 @@ class SidecarEndToEndIT {
       assertThat(r1.getPartIndex()).isEqualTo(1);
       assertThat(h.engine.routes()).isEqualTo(SGLANG_SEQUENCE);
       assertThat(Launcher.hfcmp(Launcher.golden("fp8"), Path.of(r0.getStagedPath())).exitCode()).isZero();
+    }
+  }
+
+  @Test
+  void oneVersionOverParallelStreamsEqualsTheGoldenFolderAndANanInOnePartFailsItAtOnce()
+      throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"));
+        CheckpointFolder golden = CheckpointFolder.open(Launcher.golden("bf16"))) {
+      UpdateWeightsResponse r = h.client.pushFolderParallel(Launcher.golden("bf16"), "par-1", 3);
+      assertThat(r.getTensorsIn()).isEqualTo(35);
+      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), Path.of(r.getStagedPath())).exitCode())
+          .isZero();
+      assertThat(h.engine.weightVersion()).isEqualTo("par-1");
+
+      List<Tensor> poisoned = new ArrayList<>();
+      for (TensorSpec t : golden.tensors()) {
+        poisoned.add(new Tensor(t, golden.source(t.name())));
+      }
+      String victim = "model.layers.1.mlp.down_proj.weight";
+      TensorSpec spec = golden.tensors().stream().filter(t -> t.name().equals(victim))
+          .findFirst().orElseThrow();
+      java.nio.ByteBuffer nan = java.nio.ByteBuffer.allocate((int) spec.byteLength())
+          .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+      nan.putShort(2 * 77, (short) 0x7FC0); // BF16 NaN at element 77
+      poisoned.replaceAll(t -> t.spec().name().equals(victim) ? Tensor.of(spec, nan) : t);
+      long start = System.nanoTime();
+      assertThatThrownBy(() -> h.client.pushParallel("par-2", poisoned, 3))
+          .isInstanceOfSatisfying(io.grpc.StatusRuntimeException.class, e -> {
+            assertThat(e.getStatus().getCode()).isEqualTo(io.grpc.Status.Code.INVALID_ARGUMENT);
+            assertThat(e.getStatus().getDescription()).contains(victim, "element 77");
+          });
+      // the other parts were cancelled, not left waiting for the harness's 30 s part timeout
+      assertThat((System.nanoTime() - start) / 1e9).isLessThan(30);
+      assertThat(h.engine.weightVersion()).isEqualTo("par-1");
+      UpdateWeightsResponse again = h.client.pushFolderParallel(Launcher.golden("bf16"), "par-3", 3);
+      assertThat(again.getEnginesList()).singleElement()
+          .satisfies(e -> assertThat(e.getOutcome()).isEqualTo(EngineOutcome.LOADED));
     }
   }
 
