@@ -141,9 +141,7 @@ public final class CpuQuantizer implements Quantizer {
       });
     }
     QuantError error = runInOrder(tasks);
-    ByteBuffer shape = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-    shape.putInt(Math.toIntExact(n)).putInt(k).flip();
-    sink.write(outs.get(2).name(), 0, shape);
+    sink.write(outs.get(2).name(), 0, plan.shapeTensor());
     return error;
   }
 

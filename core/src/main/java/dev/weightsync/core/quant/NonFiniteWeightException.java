@@ -6,11 +6,17 @@ public final class NonFiniteWeightException extends IllegalArgumentException {
 
   private final String tensor;
   private final long elementIndex;
+  private final float value;
 
   public NonFiniteWeightException(String tensor, long elementIndex, float value) {
     super("tensor " + tensor + ": non-finite value " + value + " at element " + elementIndex);
     this.tensor = tensor;
     this.elementIndex = elementIndex;
+    this.value = value;
+  }
+
+  public float value() {
+    return value;
   }
 
   public String tensor() {

@@ -41,13 +41,27 @@ public final class QuantQueue {
 
   /** Starts {@code plan}, first waiting for the oldest tensor when {@code depth} are in flight. */
   public void submit(TensorPlan plan, TensorSource source, TensorSink sink) throws IOException {
+    makeRoom();
+    pending.add(new Pending(plan, quantizer.quantizeAsync(plan, source, sink)));
+  }
+
+  /**
+   * Starts one band of rows of {@code plan}'s tensor ({@code source} holds the band's bytes), as
+   * {@link #submit} starts a whole tensor. {@link Done} is told of each band.
+   */
+  public void submit(TensorPlan plan, RowBand band, TensorSource source, TensorSink sink)
+      throws IOException {
+    makeRoom();
+    pending.add(new Pending(plan, band.quantizeAsync(quantizer, source, sink)));
+  }
+
+  private void makeRoom() throws IOException {
     while (!pending.isEmpty() && pending.peekFirst().future().isDone()) {
       finishOldest(); // report a failure as early as it is known
     }
     while (pending.size() >= depth) {
       finishOldest();
     }
-    pending.add(new Pending(plan, quantizer.quantizeAsync(plan, source, sink)));
   }
 
   /** Waits for every tensor in flight and returns the statistics of all tensors submitted. */

@@ -57,6 +57,14 @@ public sealed interface TensorPlan {
           TensorSpec.of(module + ".weight_scale", DType.BF16, n, k / groupSize),
           TensorSpec.of(module + ".weight_shape", DType.I32, 2));
     }
+
+    /** The bytes of the {@code weight_shape} output: the input's rows and columns as int32. */
+    public java.nio.ByteBuffer shapeTensor() {
+      java.nio.ByteBuffer shape = java.nio.ByteBuffer.allocate(8)
+          .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+      shape.putInt(Math.toIntExact(input.rows())).putInt(Math.toIntExact(input.cols())).flip();
+      return shape;
+    }
   }
 
   private static long ceilDiv(long a, long b) {

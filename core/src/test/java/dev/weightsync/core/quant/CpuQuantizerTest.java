@@ -60,7 +60,7 @@ class CpuQuantizerTest {
     }
   }
 
-  private static java.util.List<TensorPlan> plansFor(TensorSpec t) {
+  static java.util.List<TensorPlan> plansFor(TensorSpec t) {
     java.util.List<TensorPlan> plans = new java.util.ArrayList<>();
     plans.add(new TensorPlan.Fp8Block(t, false));
     plans.add(new TensorPlan.Fp8Block(t, true));

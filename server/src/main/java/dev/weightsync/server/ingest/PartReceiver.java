@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.core.quant.NonFiniteWeightException;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.QuantQueue;
+import dev.weightsync.core.quant.RowBand;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.quant.TensorSelector;
@@ -41,8 +42,8 @@ import java.util.zip.CRC32C;
 /**
  * Receives one part of one version from one stream: validates every message, assembles tensors in
  * a spool file beside the staged shard (so neither heap nor direct memory grows with the model),
- * quantizes each tensor as soon as all its bytes are there, and writes the result straight into
- * the part's shard.
+ * quantizes each band of rows as soon as its bytes are there (the first 128-row block of an FP8
+ * tensor need not wait for the rest of it), and writes the result straight into the part's shard.
  *
  * <p>Not thread-safe: the service calls it from one sequential executor per stream.
  */
@@ -51,21 +52,33 @@ final class PartReceiver {
   static final int MAX_CHUNK_BYTES = 4 << 20;
   static final int MAX_NAME_LENGTH = 1024;
   static final int MAX_PARTS = 4096;
-  static final int QUANTIZE_IN_FLIGHT = 2;
+  /** Bands (or whole tensors) being quantized while the next bytes arrive. */
+  static final int QUANTIZE_IN_FLIGHT = 4;
+  /**
+   * Input bytes in a band of rows handed to the quantizer before the tensor is complete: large
+   * enough that a GPU call is mostly transfer and kernel, small enough to start early.
+   */
+  static final long BAND_BYTES = 16 << 20;
   /** A version names a staged folder: never "." or "..", nor a hidden (temporary) name. */
   private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}");
 
   /** A tensor whose bytes are arriving. */
   private static final class Incoming {
     final TensorSpec spec;
+    final TensorPlan plan;
     final long spoolStart;
     /** Received byte ranges, begin to end, never overlapping. */
     final TreeMap<Long, Long> ranges = new TreeMap<>();
     long received;
+    /** Bytes from the start that have all arrived. */
+    long prefix;
+    /** Rows already handed to the quantizer. */
+    long rowsStarted;
     boolean done;
 
-    Incoming(TensorSpec spec, long spoolStart) {
+    Incoming(TensorSpec spec, TensorPlan plan, long spoolStart) {
       this.spec = spec;
+      this.plan = plan;
       this.spoolStart = spoolStart;
     }
   }
@@ -223,9 +236,43 @@ final class PartReceiver {
     metrics.bytesReceived(length);
     t.ranges.put(offset, offset + length);
     t.received += length;
+    for (Long end = t.ranges.get(t.prefix); end != null; end = t.ranges.get(t.prefix)) {
+      t.prefix = end;
+    }
     if (t.received == t.spec.byteLength()) {
       complete(t);
+    } else {
+      startBands(t);
     }
+  }
+
+  /** Hands the quantizer every whole band of rows that has arrived, while the rest is coming. */
+  private void startBands(Incoming t) throws StatusException {
+    int multiple = RowBand.rowMultiple(t.plan);
+    if (multiple == 0) {
+      return;
+    }
+    long rowBytes = t.spec.cols() * t.spec.dtype().byteSize();
+    long bandRows = Math.max(multiple, BAND_BYTES / rowBytes / multiple * multiple);
+    while ((t.rowsStarted + bandRows) * rowBytes <= t.prefix) {
+      startRows(t, bandRows);
+    }
+  }
+
+  private void startRows(Incoming t, long rows) throws StatusException {
+    long rowBytes = t.spec.cols() * t.spec.dtype().byteSize();
+    long first = t.rowsStarted;
+    t.rowsStarted += rows;
+    long start = System.nanoTime();
+    try {
+      quantizing.submit(t.plan, RowBand.of(t.plan, first, rows), FileRegionSource.of(spool,
+          t.spoolStart + first * rowBytes, rows * rowBytes, t.spec.name()), shard);
+    } catch (NonFiniteWeightException e) {
+      throw invalid(e.getMessage());
+    } catch (IOException | RuntimeException e) {
+      throw quantizingFailed(e);
+    }
+    quantizeSeconds += (System.nanoTime() - start) / 1e9; // the time ingest waited for it
   }
 
   private Incoming tensor(TensorChunk c) throws StatusException {
@@ -275,7 +322,11 @@ final class PartReceiver {
           + "): send tensors one after another").asException();
     }
     open++;
-    t = new Incoming(spec, spoolLength);
+    // Relayed tensors are already quantized (FP8/INT4 bytes, scales): staged as they arrive.
+    TensorPlan plan = relayed ? new TensorPlan.PassThrough(spec, false) : selector.plan(spec);
+    shard.allocate(plan.outputs());
+    plans.add(plan);
+    t = new Incoming(spec, plan, spoolLength);
     spoolLength += spec.byteLength();
     tensors.put(name, t);
     bytesIn += spec.byteLength();
@@ -288,13 +339,21 @@ final class PartReceiver {
   private void complete(Incoming t) throws StatusException {
     t.done = true;
     open--;
-    // Relayed tensors are already quantized (FP8/INT4 bytes, scales): staged as they arrive.
-    TensorPlan plan = relayed ? new TensorPlan.PassThrough(t.spec, false) : selector.plan(t.spec);
-    shard.allocate(plan.outputs());
-    plans.add(plan);
+    if (RowBand.rowMultiple(t.plan) != 0) {
+      startBands(t);
+      if (t.rowsStarted < t.spec.rows()) {
+        startRows(t, t.spec.rows() - t.rowsStarted);
+      }
+      try {
+        RowBand.finish(t.plan, shard);
+      } catch (IOException e) {
+        throw quantizingFailed(e);
+      }
+      return;
+    }
     long start = System.nanoTime();
     try {
-      quantizing.submit(plan,
+      quantizing.submit(t.plan,
           FileRegionSource.of(spool, t.spoolStart, t.spec.byteLength(), t.spec.name()), shard);
     } catch (NonFiniteWeightException e) {
       throw invalid(e.getMessage());

@@ -363,10 +363,8 @@ public final class CudaQuantizer implements Quantizer {
         free.add(b.slot());
       }
     }
-    if (plan instanceof TensorPlan.Int4Group) {
-      ByteBuffer shape = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-      shape.putInt(Math.toIntExact(n)).putInt(Math.toIntExact(in.cols())).flip();
-      sink.write(plan.outputs().get(2).name(), 0, shape);
+    if (plan instanceof TensorPlan.Int4Group g) {
+      sink.write(plan.outputs().get(2).name(), 0, g.shapeTensor());
     }
     return total;
   }
