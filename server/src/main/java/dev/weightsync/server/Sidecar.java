@@ -32,6 +32,7 @@ import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import dev.weightsync.server.pipeline.VersionCoordinator;
+import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.quant.Quantizers;
 import dev.weightsync.server.security.BearerTokenInterceptor;
 import dev.weightsync.server.stage.StagingArea;
@@ -147,6 +148,12 @@ public final class Sidecar implements AutoCloseable {
     this.metrics = new SyncMetrics(registry, quantizer.device(), coordinator::inFlight,
         this::stagingBytes);
     coordinator.metrics(metrics);
+    CudaIpcReader ipc = CudaIpcReader.of(quantizer);
+    if (ipc != null) {
+      io.micrometer.core.instrument.Gauge.builder("weightsync.cuda.ipc.open.handles", ipc,
+          CudaIpcReader::openHandles).description("CUDA IPC handles of trainers' buckets open now"
+          + " (0 between buckets)").register(registry);
+    }
     this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
         new IngestLimits(config.maxOpenTensors(), config.maxTensorBytes(), config.maxVersionBytes(),

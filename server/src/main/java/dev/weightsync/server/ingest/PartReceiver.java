@@ -14,10 +14,13 @@ import dev.weightsync.core.tensor.DType;
 import dev.weightsync.core.tensor.FileRegionSource;
 import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.proto.v1.Commit;
+import dev.weightsync.proto.v1.CudaBucket;
+import dev.weightsync.proto.v1.CudaTensor;
 import dev.weightsync.proto.v1.Header;
 import dev.weightsync.proto.v1.TensorChunk;
 import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.metrics.SyncMetrics;
+import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.stage.ShardSpool;
 import io.grpc.Status;
@@ -109,6 +112,10 @@ final class PartReceiver {
   private ObjectNode relayedConfig;
   /** Tensors being quantized while the next ones arrive (a GPU overlaps them). */
   private final QuantQueue quantizing;
+  private final Quantizer quantizer;
+  /** CUDA buckets received so far, and the statistics of their tensors. */
+  private int buckets;
+  private QuantError bucketError = QuantError.NONE;
   private double quantizeSeconds;
 
   /**
@@ -123,6 +130,7 @@ final class PartReceiver {
     this.coordinator = coordinator;
     this.selector = selector;
     this.limits = limits;
+    this.quantizer = quantizer;
     this.quantizing = new QuantQueue(quantizer, QUANTIZE_IN_FLIGHT, null);
   }
 
@@ -276,22 +284,36 @@ final class PartReceiver {
   }
 
   private Incoming tensor(TensorChunk c) throws StatusException {
-    String name = c.getName();
-    Incoming t = tensors.get(name);
-    DType dtype;
-    try {
-      dtype = DType.parse(c.getDtype());
-    } catch (IllegalArgumentException e) {
-      throw invalid("tensor " + name + ": " + e.getMessage());
+    Incoming t = tensors.get(c.getName());
+    if (t == null) {
+      return declare(c.getName(), c.getDtype(), c.getShapeList(), true);
     }
+    DType dtype = dtype(c.getName(), c.getDtype());
     long[] shape = c.getShapeList().stream().mapToLong(Long::longValue).toArray();
-    if (t != null) {
-      if (t.spec.dtype() != dtype || !Arrays.equals(t.spec.shape(), shape)) {
-        throw invalid("tensor " + name + ": chunk says " + dtype + Arrays.toString(shape)
-            + " but earlier chunks said " + t.spec.dtype() + Arrays.toString(t.spec.shape()));
-      }
-      return t;
+    if (t.spec.dtype() != dtype || !Arrays.equals(t.spec.shape(), shape)) {
+      throw invalid("tensor " + c.getName() + ": chunk says " + dtype + Arrays.toString(shape)
+          + " but earlier chunks said " + t.spec.dtype() + Arrays.toString(t.spec.shape()));
     }
+    return t;
+  }
+
+  private static DType dtype(String tensor, String name) throws StatusException {
+    try {
+      return DType.parse(name);
+    } catch (IllegalArgumentException e) {
+      throw invalid("tensor " + tensor + ": " + e.getMessage());
+    }
+  }
+
+  /**
+   * A tensor seen for the first time: checks it against the limits and the version's other parts
+   * and plans it. Its bytes arrive in chunks into the spool ({@code spooled}) or are read from a
+   * CUDA bucket.
+   */
+  private Incoming declare(String name, String dtypeName, List<Long> shapeList, boolean spooled)
+      throws StatusException {
+    DType dtype = dtype(name, dtypeName);
+    long[] shape = shapeList.stream().mapToLong(Long::longValue).toArray();
     if (name.isEmpty() || name.length() > MAX_NAME_LENGTH) {
       throw invalid("tensor names must be 1-" + MAX_NAME_LENGTH + " characters");
     }
@@ -316,24 +338,112 @@ final class PartReceiver {
           + limits.maxVersionBytes() + " bytes (max-version-bytes)");
     }
     reservedBytes += spec.byteLength();
-    if (open >= limits.maxOpenTensors()) {
+    if (spooled && open >= limits.maxOpenTensors()) {
       throw Status.RESOURCE_EXHAUSTED.withDescription("tensor " + name + " starts while "
           + open + " tensors are incomplete (max-open-tensors=" + limits.maxOpenTensors()
           + "): send tensors one after another").asException();
     }
-    open++;
     // Relayed tensors are already quantized (FP8/INT4 bytes, scales): staged as they arrive.
     TensorPlan plan = relayed ? new TensorPlan.PassThrough(spec, false) : selector.plan(spec);
     shard.allocate(plan.outputs());
     plans.add(plan);
-    t = new Incoming(spec, plan, spoolLength);
-    spoolLength += spec.byteLength();
+    Incoming t = new Incoming(spec, plan, spoolLength);
+    if (spooled) {
+      open++;
+      spoolLength += spec.byteLength();
+    }
     tensors.put(name, t);
     bytesIn += spec.byteLength();
-    if (spec.byteLength() == 0) {
+    if (spooled && spec.byteLength() == 0) {
       complete(t);
     }
     return t;
+  }
+
+  /**
+   * A CUDA IPC bucket: its tensors are quantized straight from the trainer's GPU memory, and the
+   * handle is closed, before this returns (the trainer may then reuse the memory).
+   */
+  void bucket(CudaBucket b) throws StatusException {
+    requireHeader("a CUDA bucket");
+    checkNotAborted();
+    if (relayed) {
+      throw invalid("CUDA buckets carry source weights; a relayed (already quantized) part sends"
+          + " its bytes in chunks");
+    }
+    if (b.getIndex() != buckets) {
+      throw invalid("CUDA bucket " + Integer.toUnsignedString(b.getIndex()) + " arrived where"
+          + " bucket " + buckets + " was due (number them 0, 1, 2... in sending order)");
+    }
+    if (b.getIpcHandle().size() != CudaIpcReader.HANDLE_BYTES) {
+      throw invalid("CUDA bucket " + b.getIndex() + ": ipc_handle has " + b.getIpcHandle().size()
+          + " bytes; a cudaIpcMemHandle_t has " + CudaIpcReader.HANDLE_BYTES);
+    }
+    if (b.getTensorsCount() == 0) {
+      throw invalid("CUDA bucket " + b.getIndex() + " holds no tensors");
+    }
+    long length = b.getByteLength();
+    List<CudaIpcReader.BucketTensor> refs = new ArrayList<>();
+    TreeMap<Long, Long> used = new TreeMap<>();
+    for (CudaTensor c : b.getTensorsList()) {
+      if (tensors.containsKey(c.getName())) {
+        throw invalid("tensor " + c.getName() + " is sent twice in " + describe());
+      }
+      Incoming t = declare(c.getName(), c.getDtype(), c.getShapeList(), false);
+      long offset = c.getOffset();
+      long end = offset + t.spec.byteLength();
+      if (offset < 0 || end > length || end < offset) {
+        throw invalid("tensor " + c.getName() + ": [" + offset + ", " + end + ") lies outside"
+            + " CUDA bucket " + b.getIndex() + " of " + length + " bytes");
+      }
+      Map.Entry<Long, Long> before = used.floorEntry(offset);
+      Map.Entry<Long, Long> after = used.ceilingEntry(offset);
+      if (t.spec.byteLength() > 0 && ((before != null && before.getValue() > offset)
+          || (after != null && after.getKey() < end))) {
+        throw invalid("tensor " + c.getName() + " overlaps another tensor of CUDA bucket "
+            + b.getIndex());
+      }
+      used.put(offset, end);
+      t.received = t.spec.byteLength();
+      t.done = true;
+      refs.add(new CudaIpcReader.BucketTensor(t.plan, offset));
+    }
+    // A malformed bucket is refused as such above; a well-formed one may still not be readable.
+    CudaIpcReader reader = CudaIpcReader.of(quantizer);
+    if (reader == null) {
+      throw Status.FAILED_PRECONDITION.withDescription("this sidecar quantizes on "
+          + quantizer.device() + " and cannot read GPU memory by CUDA IPC handle; send the"
+          + " weights as bytes (weightsync_client.push, or TensorChunk data)").asException();
+    }
+    if (!sameGpu(b.getGpuUuid(), reader.gpuUuid())) {
+      throw Status.FAILED_PRECONDITION.withDescription("CUDA bucket " + b.getIndex() + " is on "
+          + printable(b.getGpuUuid()) + " but this sidecar runs on " + reader.gpuUuid()
+          + "; send the weights as bytes, or to a sidecar on that GPU").asException();
+    }
+    buckets++;
+    long start = System.nanoTime();
+    try {
+      QuantError e = reader.quantizeBucket(b.getIpcHandle().toByteArray(), b.getHandleOffset(),
+          length, refs, shard);
+      bucketError = bucketError.plus(e);
+    } catch (IllegalArgumentException e) { // a NaN, a refused handle, a bucket out of range
+      throw invalid("CUDA bucket " + b.getIndex() + ": " + e.getMessage());
+    } catch (IOException | RuntimeException e) {
+      throw Status.INTERNAL.withDescription("CUDA bucket " + b.getIndex() + ": reading it on the"
+          + " GPU failed: " + e.getMessage()).withCause(e).asException();
+    }
+    quantizeSeconds += (System.nanoTime() - start) / 1e9;
+    metrics.bytesReceived(refs.stream().mapToLong(r -> r.plan().input().byteLength()).sum());
+  }
+
+  /** Whether two CUDA device UUIDs name the same GPU ("GPU-" prefix and case aside). */
+  static boolean sameGpu(String a, String b) {
+    return strip(a).equalsIgnoreCase(strip(b));
+  }
+
+  private static String strip(String uuid) {
+    String u = uuid.trim();
+    return u.regionMatches(true, 0, "GPU-", 0, 4) ? u.substring(4) : u;
   }
 
   private void complete(Incoming t) throws StatusException {
@@ -393,7 +503,7 @@ final class PartReceiver {
     QuantError error;
     long start = System.nanoTime();
     try {
-      error = quantizing.finish();
+      error = quantizing.finish().plus(bucketError);
     } catch (NonFiniteWeightException e) {
       throw invalid(e.getMessage());
     } catch (IOException | RuntimeException e) {

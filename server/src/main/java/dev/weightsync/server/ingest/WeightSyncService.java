@@ -3,6 +3,7 @@ package dev.weightsync.server.ingest;
 import com.google.common.util.concurrent.MoreExecutors;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorSelector;
+import dev.weightsync.proto.v1.BucketDone;
 import dev.weightsync.proto.v1.EngineResult;
 import dev.weightsync.proto.v1.EngineStatus;
 import dev.weightsync.proto.v1.Format;
@@ -10,6 +11,7 @@ import dev.weightsync.proto.v1.GetStatusRequest;
 import dev.weightsync.proto.v1.GetStatusResponse;
 import dev.weightsync.proto.v1.PhaseTimings;
 import dev.weightsync.proto.v1.QuantizationError;
+import dev.weightsync.proto.v1.UpdateWeightsCudaReply;
 import dev.weightsync.proto.v1.UpdateWeightsRequest;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.VersionProgress;
@@ -88,8 +90,29 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
   @Override
   public StreamObserver<UpdateWeightsRequest> updateWeights(
       StreamObserver<UpdateWeightsResponse> responses) {
-    ServerCallStreamObserver<UpdateWeightsResponse> call =
-        (ServerCallStreamObserver<UpdateWeightsResponse>) responses;
+    return receive((ServerCallStreamObserver<UpdateWeightsResponse>) responses, r -> r, null);
+  }
+
+  /**
+   * UpdateWeights with an acknowledgement per CUDA bucket: the trainer may free or reuse a
+   * bucket's memory once its BucketDone arrives, long before the version's result.
+   */
+  @Override
+  public StreamObserver<UpdateWeightsRequest> updateWeightsCuda(
+      StreamObserver<UpdateWeightsCudaReply> responses) {
+    return receive((ServerCallStreamObserver<UpdateWeightsCudaReply>) responses,
+        r -> UpdateWeightsCudaReply.newBuilder().setResult(r).build(),
+        i -> UpdateWeightsCudaReply.newBuilder()
+            .setBucketDone(BucketDone.newBuilder().setIndex(i)).build());
+  }
+
+  /**
+   * One part's stream, whichever RPC carries it: {@code result} wraps the version's response,
+   * {@code bucketDone} (null when the RPC has none) acknowledges a CUDA bucket.
+   */
+  private <T> StreamObserver<UpdateWeightsRequest> receive(ServerCallStreamObserver<T> call,
+      java.util.function.Function<UpdateWeightsResponse, T> result,
+      java.util.function.IntFunction<T> bucketDone) {
     call.disableAutoRequest();
     if (openStreams.incrementAndGet() > limits.maxStreams()) {
       openStreams.decrementAndGet();
@@ -145,15 +168,21 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
             switch (req.getKindCase()) {
               case HEADER -> receiver.header(req.getHeader(), format);
               case CHUNK -> receiver.chunk(req.getChunk());
+              case CUDA_BUCKET -> {
+                receiver.bucket(req.getCudaBucket());
+                if (bucketDone != null) {
+                  call.onNext(bucketDone.apply(req.getCudaBucket().getIndex()));
+                }
+              }
               case COMMIT -> {
-                PartResult result = receiver.commit(req.getCommit());
+                PartResult part = receiver.commit(req.getCommit());
                 finished.set(true);
-                receiver.part().commit(result,
-                    listener(call, result.partIndex(), result.relayed()));
+                receiver.part().commit(part,
+                    listener(call, result, part.partIndex(), part.relayed()));
                 return;
               }
-              default -> throw Status.INVALID_ARGUMENT
-                  .withDescription("a message with no header, chunk or commit").asException();
+              default -> throw Status.INVALID_ARGUMENT.withDescription(
+                  "a message with no header, chunk, CUDA bucket or commit").asException();
             }
             call.request(1);
           } catch (StatusException e) {
@@ -187,7 +216,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
       }
     };
     watch(serial, finished, lastMessage, () -> serial.execute(() -> failIdle(receiver, finished,
-        call)));
+        call, idleTimeout, metrics)));
     call.request(1);
     return observer;
   }
@@ -212,8 +241,8 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     }, wait, java.util.concurrent.TimeUnit.NANOSECONDS);
   }
 
-  private void failIdle(PartReceiver receiver, AtomicBoolean finished,
-      ServerCallStreamObserver<UpdateWeightsResponse> call) {
+  private static void failIdle(PartReceiver receiver, AtomicBoolean finished,
+      ServerCallStreamObserver<?> call, java.time.Duration idleTimeout, SyncMetrics metrics) {
     if (finished.compareAndSet(false, true)) {
       Status s = Status.DEADLINE_EXCEEDED.withDescription("the stream of " + receiver.describe()
           + " sent nothing for " + idleTimeout.toSeconds() + " s before its commit; part discarded");
@@ -234,8 +263,8 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
    * with the outcome even when engines failed: each engine's result is what it needs to apply its
    * own delivery policy.
    */
-  private static VersionListener listener(ServerCallStreamObserver<UpdateWeightsResponse> call,
-      int partIndex, boolean relayed) {
+  private static <T> VersionListener listener(ServerCallStreamObserver<T> call,
+      java.util.function.Function<UpdateWeightsResponse, T> wrap, int partIndex, boolean relayed) {
     return new VersionListener() {
       @Override
       public void enginesFailed(VersionOutcome o, Status status) {
@@ -270,7 +299,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
         for (var e : o.engines()) {
           r.addEngines(toProto(e));
         }
-        call.onNext(r.build());
+        call.onNext(wrap.apply(r.build()));
         call.onCompleted();
       }
 

@@ -6,7 +6,10 @@ import static jcuda.driver.JCudaDriver.cuCtxSynchronize;
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
 import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
 import static jcuda.driver.JCudaDriver.cuDeviceGetName;
+import static jcuda.driver.JCudaDriver.cuDeviceGetUuid;
 import static jcuda.driver.JCudaDriver.cuInit;
+import static jcuda.driver.JCudaDriver.cuIpcCloseMemHandle;
+import static jcuda.driver.JCudaDriver.cuIpcOpenMemHandle;
 import static jcuda.driver.JCudaDriver.cuLaunchHostFunc;
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
 import static jcuda.driver.JCudaDriver.cuMemAlloc;
@@ -14,7 +17,9 @@ import static jcuda.driver.JCudaDriver.cuMemAllocHost;
 import static jcuda.driver.JCudaDriver.cuMemFree;
 import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemHostGetFlags;
+import static jcuda.driver.JCudaDriver.cuMemGetAddressRange;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoD;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
@@ -63,9 +68,12 @@ import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUhostFn;
+import jcuda.driver.CUipcMemHandle;
+import jcuda.driver.CUipcMem_flags;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUstream;
 import jcuda.driver.CUstream_flags;
+import jcuda.driver.CUuuid;
 import jcuda.driver.JCudaDriver;
 
 /**
@@ -88,7 +96,7 @@ import jcuda.driver.JCudaDriver;
  * cover (pass-through, non-BF16, rows not a multiple of 8 elements, group sizes whose G/8 is not
  * a power of two up to 32, rows wider than a band) go to the CPU quantizer, with identical bytes.
  */
-public final class CudaQuantizer implements Quantizer {
+public final class CudaQuantizer implements Quantizer, CudaIpcReader {
 
   static final int THREADS = 512;
   static final int BLOCK = 128;
@@ -115,9 +123,12 @@ public final class CudaQuantizer implements Quantizer {
     ByteBuffer flag;
   }
 
-  /** One band of a tensor, in flight on a slot. */
-  private record Band(Slot slot, long row0, int rows, ByteBuffer window, long blocks,
-                      long outBytes, long scaleBytes, CompletableFuture<Void> done) {}
+  /**
+   * One band of a tensor, in flight on a slot; its input is a host {@code window} copied in, or
+   * device memory ({@code deviceIn}, a trainer's bucket) read in place.
+   */
+  private record Band(Slot slot, long row0, int rows, ByteBuffer window, CUdeviceptr deviceIn,
+                      long blocks, long outBytes, long scaleBytes, CompletableFuture<Void> done) {}
 
   /**
    * Runs on the driver's callback thread when a band's last copy out is done, so that waiting for
@@ -138,9 +149,25 @@ public final class CudaQuantizer implements Quantizer {
   private final long partialsCapacity;
   private final List<Slot> slots = new ArrayList<>();
   private final BlockingQueue<Slot> free;
+  /** An allocation of another process mapped here, and how many buckets are reading it. */
+  private static final class OpenAllocation {
+    final CUdeviceptr base;
+    final long size;
+    int users;
+
+    OpenAllocation(CUdeviceptr base, long size) {
+      this.base = base;
+      this.size = size;
+    }
+  }
+
+  /** IPC mappings by handle (hex); touched on the owner thread only. */
+  private final java.util.Map<String, OpenAllocation> opened = new java.util.HashMap<>();
+  private final AtomicInteger openHandles = new AtomicInteger();
   /** Pinned memory handed out by {@link #allocatePinned}, freed on close. */
   private final List<Pointer> userPinned = new ArrayList<>();
   private String deviceName;
+  private String gpuUuid;
   private CUcontext context;
   private CUfunction fp8;
   private CUfunction int4;
@@ -190,6 +217,9 @@ public final class CudaQuantizer implements Quantizer {
     byte[] name = new byte[256];
     cuDeviceGetName(name, name.length, device);
     deviceName = new String(name, StandardCharsets.US_ASCII).trim().replace("\0", "");
+    CUuuid uuid = new CUuuid();
+    cuDeviceGetUuid(uuid, device);
+    gpuUuid = formatUuid(uuid.bytes);
     CUcontext created = new CUcontext();
     cuCtxCreate(created, 0, device); // current on this (the owner) thread from now on
     context = created;
@@ -255,6 +285,23 @@ public final class CudaQuantizer implements Quantizer {
     return deviceName;
   }
 
+  @Override
+  public String gpuUuid() {
+    return gpuUuid;
+  }
+
+  /** CUDA's spelling of a device UUID, as nvidia-smi -L prints it. */
+  static String formatUuid(byte[] b) {
+    StringBuilder s = new StringBuilder("GPU-");
+    for (int i = 0; i < 16; i++) {
+      if (i == 4 || i == 6 || i == 8 || i == 10) {
+        s.append('-');
+      }
+      s.append(String.format("%02x", b[i] & 0xFF));
+    }
+    return s.toString();
+  }
+
   /**
    * Page-locked host memory of this quantizer's context, as a little-endian buffer. Sources in
    * such memory skip the copy into a slot: the device reads them directly. Freed on close.
@@ -316,7 +363,7 @@ public final class CudaQuantizer implements Quantizer {
     CompletableFuture<QuantError> f = new CompletableFuture<>();
     workers.execute(() -> {
       try {
-        f.complete(bands(plan, source, sink));
+        f.complete(bands(plan, source, null, sink));
       } catch (Throwable t) {
         f.completeExceptionally(t);
       }
@@ -324,9 +371,158 @@ public final class CudaQuantizer implements Quantizer {
     return f;
   }
 
-  /** Runs one tensor through the slots, band after band, two in flight. */
-  private QuantError bands(TensorPlan plan, TensorSource source, TensorSink sink)
+  @Override
+  public QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
+      List<BucketTensor> tensors, TensorSink sink) throws IOException {
+    if (handle.length != HANDLE_BYTES) {
+      throw new IllegalArgumentException("a CUDA IPC handle has " + HANDLE_BYTES + " bytes, not "
+          + handle.length);
+    }
+    String key = java.util.HexFormat.of().formatHex(handle);
+    CUdeviceptr base = call(() -> openIpc(key, handle, handleOffset, byteLength));
+    try {
+      // The tensors run side by side, as a stream's tensors do, so the slots overlap.
+      List<CompletableFuture<QuantError>> running = new ArrayList<>();
+      for (BucketTensor t : tensors) {
+        CUdeviceptr at = base.withByteOffset(handleOffset + t.offset());
+        CompletableFuture<QuantError> f = new CompletableFuture<>();
+        workers.execute(() -> {
+          try {
+            f.complete(fromDevice(t.plan(), at, sink));
+          } catch (Throwable e) {
+            f.completeExceptionally(e);
+          }
+        });
+        running.add(f);
+      }
+      QuantError total = QuantError.NONE;
+      Throwable failure = null;
+      for (CompletableFuture<QuantError> f : running) { // every one, before the handle closes
+        try {
+          total = total.plus(f.join());
+        } catch (CompletionException e) {
+          failure = failure == null ? e.getCause() : failure;
+        }
+      }
+      if (failure instanceof IOException io) {
+        throw io;
+      }
+      if (failure != null) {
+        throw CudaQuantizer.<RuntimeException>sneaky(failure);
+      }
+      return total;
+    } finally {
+      call(() -> closeIpc(key));
+    }
+  }
+
+  /**
+   * Maps another process's allocation into this context, or shares the mapping a bucket of the
+   * same allocation still holds (CUDA maps an allocation once per context). A handle CUDA
+   * refuses, or a bucket that does not lie within the allocation, is the caller's error, not a
+   * GPU failure. Owner thread only.
+   */
+  private CUdeviceptr openIpc(String key, byte[] handle, long offset, long length) {
+    OpenAllocation a = opened.get(key);
+    if (a == null) {
+      CUdeviceptr base = new CUdeviceptr();
+      try {
+        cuIpcOpenMemHandle(base, ipcHandle(handle),
+            CUipcMem_flags.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+      } catch (CudaException e) {
+        throw new IllegalArgumentException("CUDA refused the IPC handle (" + e.getMessage()
+            + "): it must name a live allocation of a process on " + gpuUuid);
+      }
+      long[] size = new long[1];
+      cuMemGetAddressRange(new CUdeviceptr(), size, base);
+      a = new OpenAllocation(base, size[0]);
+      opened.put(key, a);
+      openHandles.incrementAndGet();
+    }
+    a.users++;
+    if (offset < 0 || length < 0 || offset + length > a.size || offset + length < 0) {
+      closeIpc(key);
+      throw new IllegalArgumentException("the bucket [" + offset + ", " + (offset + length)
+          + ") does not lie within its " + a.size + "-byte allocation");
+    }
+    return a.base;
+  }
+
+  /** Unmaps the allocation once no bucket reads it. Owner thread only. */
+  private Void closeIpc(String key) {
+    OpenAllocation a = opened.get(key);
+    if (--a.users == 0) {
+      opened.remove(key);
+      openHandles.decrementAndGet();
+      cuIpcCloseMemHandle(a.base);
+    }
+    return null;
+  }
+
+  @Override
+  public int openHandles() {
+    return openHandles.get();
+  }
+
+  /**
+   * JCuda's CUipcMemHandle has no setter for its 64 bytes (it only receives handles from
+   * cuIpcGetMemHandle), so they are set on its private field, which its native code reads.
+   */
+  private static CUipcMemHandle ipcHandle(byte[] bytes) {
+    CUipcMemHandle h = new CUipcMemHandle();
+    try {
+      java.lang.reflect.Field f = CUipcMemHandle.class.getDeclaredField("reserved");
+      f.setAccessible(true);
+      f.set(h, bytes.clone());
+    } catch (ReflectiveOperationException e) {
+      throw new IllegalStateException("this JCuda's CUipcMemHandle has no 'reserved' field", e);
+    }
+    return h;
+  }
+
+  /** One tensor of a bucket, read where it lies on the device. */
+  private QuantError fromDevice(TensorPlan plan, CUdeviceptr at, TensorSink sink)
       throws IOException, InterruptedException {
+    if (onGpu(plan) && fits(plan)) {
+      return bands(plan, null, at, sink);
+    }
+    TensorSpec in = plan.input();
+    long length = in.byteLength();
+    if (plan instanceof TensorPlan.PassThrough) { // the bytes are the output: copy them out
+      int esize = in.dtype().byteSize();
+      long piece = bandBytes - bandBytes % esize;
+      Slot s = free.take();
+      try {
+        for (long off = 0; off < length; off += piece) {
+          long n = Math.min(piece, length - off);
+          long from = off;
+          call(() -> cuMemcpyDtoH(s.hIn, at.withByteOffset(from), n));
+          ByteBuffer bytes = s.in.duplicate().clear().limit((int) n).slice()
+              .order(ByteOrder.LITTLE_ENDIAN);
+          NonFiniteScan.check(in.name(), in.dtype(), bytes, off / esize);
+          sink.write(in.name(), off, bytes);
+        }
+      } finally {
+        free.add(s);
+      }
+      return QuantError.NONE;
+    }
+    // What the kernels do not cover (odd shapes, other dtypes) is small: the CPU quantizes it.
+    if (length > Integer.MAX_VALUE - 16) {
+      throw new IllegalArgumentException("tensor " + in.name() + " (" + in + ") is too large for"
+          + " the CPU path of a CUDA bucket; send it as bytes");
+    }
+    byte[] host = new byte[(int) length];
+    call(() -> cuMemcpyDtoH(Pointer.to(host), at, length));
+    return cpu.quantize(plan, TensorSource.of(ByteBuffer.wrap(host)), sink);
+  }
+
+  /**
+   * Runs one tensor through the slots, band after band, two in flight. Its bytes come from
+   * {@code source} on the host or, when {@code device} is not null, from device memory.
+   */
+  private QuantError bands(TensorPlan plan, TensorSource source, CUdeviceptr device,
+      TensorSink sink) throws IOException, InterruptedException {
     TensorSpec in = plan.input();
     long n = in.rows();
     long rowBytes = 2 * in.cols();
@@ -339,13 +535,15 @@ public final class CudaQuantizer implements Quantizer {
     try {
       for (long r0 = 0; r0 < n; r0 += bandRows) {
         int rows = (int) Math.min(bandRows, n - r0);
-        ByteBuffer window = source.window(r0 * rowBytes, Math.toIntExact(rows * rowBytes));
+        ByteBuffer window = device != null ? null
+            : source.window(r0 * rowBytes, Math.toIntExact(rows * rowBytes));
+        CUdeviceptr at = device == null ? null : device.withByteOffset(r0 * rowBytes);
         Slot slot = inFlight.isEmpty() ? free.take() : free.poll();
         while (slot == null) { // hold no slot while waiting for one: no deadlock between tensors
           total = total.plus(finish(plan, inFlight.removeFirst(), sink));
           slot = inFlight.isEmpty() ? free.take() : free.poll();
         }
-        inFlight.add(start(plan, slot, r0, rows, window));
+        inFlight.add(start(plan, slot, r0, rows, window, at));
         if (inFlight.size() >= BANDS_IN_FLIGHT) {
           total = total.plus(finish(plan, inFlight.removeFirst(), sink));
         }
@@ -369,33 +567,41 @@ public final class CudaQuantizer implements Quantizer {
     return total;
   }
 
-  /** Enqueues one band on its slot's stream: copy in, kernel, copies out. Returns at once. */
-  private Band start(TensorPlan plan, Slot slot, long r0, int rows, ByteBuffer window) {
+  /**
+   * Enqueues one band on its slot's stream: copy in (none for a device source), kernel, copies
+   * out. Returns at once.
+   */
+  private Band start(TensorPlan plan, Slot slot, long r0, int rows, ByteBuffer window,
+      CUdeviceptr deviceIn) {
     boolean enqueued = false;
     try {
       int k = Math.toIntExact(plan.input().cols());
-      long bytes = window.remaining();
-      boolean pinned = call(() -> isPinned(window));
-      ByteBuffer src = window;
-      if (!pinned) { // the worker copies, so the owner thread only ever queues asynchronous work
+      ByteBuffer from;
+      if (deviceIn != null) {
+        from = null;
+      } else if (call(() -> isPinned(window))) {
+        from = window.slice();
+      } else { // the worker copies, so the owner thread only ever queues asynchronous work
         slot.in.clear();
         slot.in.put(window.duplicate()).flip();
-        src = slot.in;
+        from = slot.in.slice();
       }
-      ByteBuffer from = src.slice();
+      CUdeviceptr input = deviceIn != null ? deviceIn : slot.dIn;
       Band band = call(() -> {
-        cuMemcpyHtoDAsync(slot.dIn, Pointer.to(from), bytes, slot.stream);
+        if (from != null) {
+          cuMemcpyHtoDAsync(slot.dIn, Pointer.to(from), from.remaining(), slot.stream);
+        }
         cuMemsetD32Async(slot.dFlag, 0, 1, slot.stream);
         long blocks;
         long outBytes;
         long scaleBytes;
         if (plan instanceof TensorPlan.Fp8Block f) {
-          blocks = launchFp8(slot, rows, k, f.ue8m0());
+          blocks = launchFp8(slot, input, rows, k, f.ue8m0());
           outBytes = (long) rows * k;
           scaleBytes = 4L * blocks;
         } else {
           int g = ((TensorPlan.Int4Group) plan).groupSize();
-          blocks = launchInt4(slot, rows, k, g);
+          blocks = launchInt4(slot, input, rows, k, g);
           outBytes = (long) rows * k / 2;
           scaleBytes = 2L * rows * (k / g);
         }
@@ -405,7 +611,7 @@ public final class CudaQuantizer implements Quantizer {
         cuMemcpyDtoHAsync(slot.hFlag, slot.dFlag, Sizeof.INT, slot.stream);
         CompletableFuture<Void> done = new CompletableFuture<>();
         cuLaunchHostFunc(slot.stream, BAND_DONE, done);
-        return new Band(slot, r0, rows, window, blocks, outBytes, scaleBytes, done);
+        return new Band(slot, r0, rows, window, deviceIn, blocks, outBytes, scaleBytes, done);
       });
       enqueued = true;
       return band;
@@ -424,7 +630,7 @@ public final class CudaQuantizer implements Quantizer {
       TensorSpec in = plan.input();
       long k = in.cols();
       if (s.flag.getInt(0) != 0) {
-        NonFiniteScan.check(in.name(), in.dtype(), b.window(), b.row0() * k); // names the element
+        NonFiniteScan.check(in.name(), in.dtype(), hostBytes(b, k), b.row0() * k); // the element
         throw new IllegalStateException("the GPU flagged a non-finite value the CPU scan missed");
       }
       QuantError e = partials(s, b.blocks(), b.rows() * k);
@@ -472,6 +678,17 @@ public final class CudaQuantizer implements Quantizer {
     }
   }
 
+  /** A band's input on the host: its window, or a copy of the device memory it was read from. */
+  private ByteBuffer hostBytes(Band b, long k) {
+    if (b.window() != null) {
+      return b.window();
+    }
+    long bytes = 2L * b.rows() * k;
+    call(() -> cuMemcpyDtoH(b.slot().hIn, b.deviceIn(), bytes));
+    return b.slot().in.duplicate().clear().limit((int) bytes).slice()
+        .order(ByteOrder.LITTLE_ENDIAN);
+  }
+
   private boolean isPinned(ByteBuffer window) {
     if (!window.isDirect()) {
       return false;
@@ -484,20 +701,20 @@ public final class CudaQuantizer implements Quantizer {
     }
   }
 
-  private long launchFp8(Slot s, int rows, int k, boolean ue8m0) {
+  private long launchFp8(Slot s, CUdeviceptr in, int rows, int k, boolean ue8m0) {
     int gx = (k + BLOCK - 1) / BLOCK;
     int gy = (rows + BLOCK - 1) / BLOCK;
-    Pointer params = Pointer.to(Pointer.to(s.dIn), Pointer.to(s.dOut), Pointer.to(s.dScales),
+    Pointer params = Pointer.to(Pointer.to(in), Pointer.to(s.dOut), Pointer.to(s.dScales),
         Pointer.to(s.dPartials), Pointer.to(s.dFlag), Pointer.to(new int[] {rows}),
         Pointer.to(new int[] {k}), Pointer.to(new int[] {ue8m0 ? 1 : 0}));
     cuLaunchKernel(fp8, gx, gy, 1, THREADS, 1, 1, 0, s.stream, params, null);
     return (long) gx * gy;
   }
 
-  private long launchInt4(Slot s, int rows, int k, int g) {
+  private long launchInt4(Slot s, CUdeviceptr in, int rows, int k, int g) {
     long words = (long) rows * k / 8;
     int blocks = (int) ((words + THREADS - 1) / THREADS);
-    Pointer params = Pointer.to(Pointer.to(s.dIn), Pointer.to(s.dOut), Pointer.to(s.dScales),
+    Pointer params = Pointer.to(Pointer.to(in), Pointer.to(s.dOut), Pointer.to(s.dScales),
         Pointer.to(s.dPartials), Pointer.to(s.dFlag), Pointer.to(new long[] {words}),
         Pointer.to(new int[] {k}), Pointer.to(new int[] {g}));
     cuLaunchKernel(int4, blocks, 1, 1, THREADS, 1, 1, 0, s.stream, params, null);
@@ -555,8 +772,8 @@ public final class CudaQuantizer implements Quantizer {
       int k = Math.toIntExact(t.cols());
       fillRandomBf16(s, t.byteLength());
       Runnable launch = plan instanceof TensorPlan.Fp8Block f
-          ? () -> launchFp8(s, rows, k, f.ue8m0())
-          : () -> launchInt4(s, rows, k, ((TensorPlan.Int4Group) plan).groupSize());
+          ? () -> launchFp8(s, s.dIn, rows, k, f.ue8m0())
+          : () -> launchInt4(s, s.dIn, rows, k, ((TensorPlan.Int4Group) plan).groupSize());
       launch.run();
       cuCtxSynchronize();
       long start = System.nanoTime();

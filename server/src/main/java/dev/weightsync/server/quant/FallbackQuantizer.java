@@ -38,6 +38,11 @@ public final class FallbackQuantizer implements Quantizer {
     return f == null ? "" : "the GPU failed (" + f + "); quantizing on the CPU";
   }
 
+  /** The GPU's IPC reader while the GPU works; null once the CPU has taken over. */
+  CudaIpcReader ipcReader() {
+    return failure == null ? CudaIpcReader.of(gpu) : null;
+  }
+
   @Override
   public String device() {
     return failure == null ? gpu.device() : cpu.device();

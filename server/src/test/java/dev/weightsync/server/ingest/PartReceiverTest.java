@@ -12,4 +12,14 @@ class PartReceiverTest {
     assertThat(PartReceiver.printable("a\nINFO forged line")).isEqualTo("a\\x0aINFO forged line");
     assertThat(PartReceiver.printable("x".repeat(100))).isEqualTo("x".repeat(64) + "...");
   }
+
+  @Test
+  void gpuUuidsCompareWithoutTheirPrefixOrCase() {
+    String u = "GPU-5e9ab2c1-0d3f-4c2a-9b8e-1f2e3d4c5b6a";
+    assertThat(PartReceiver.sameGpu(u, u)).isTrue();
+    assertThat(PartReceiver.sameGpu("5E9AB2C1-0D3F-4C2A-9B8E-1F2E3D4C5B6A", u)).isTrue();
+    assertThat(PartReceiver.sameGpu(" gpu-5e9ab2c1-0d3f-4c2a-9b8e-1f2e3d4c5b6a", u)).isTrue();
+    assertThat(PartReceiver.sameGpu("GPU-5e9ab2c1-0d3f-4c2a-9b8e-1f2e3d4c5b6b", u)).isFalse();
+    assertThat(PartReceiver.sameGpu("", u)).isFalse();
+  }
 }

@@ -1,0 +1,51 @@
+package dev.weightsync.server.quant;
+
+import dev.weightsync.core.quant.QuantError;
+import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.tensor.TensorSink;
+import java.io.IOException;
+import java.util.List;
+
+/**
+ * Quantizes tensors that lie in another process's memory on this quantizer's GPU, reached through
+ * a CUDA IPC handle: nothing but the quantized result leaves the device.
+ */
+public interface CudaIpcReader {
+
+  /** The size of a {@code cudaIpcMemHandle_t}. */
+  int HANDLE_BYTES = 64;
+
+  /** One tensor of a bucket: its plan and where its bytes start in the bucket. */
+  record BucketTensor(TensorPlan plan, long offset) {}
+
+  /** The GPU this reader runs on, as CUDA names it: {@code GPU-} and its UUID. */
+  String gpuUuid();
+
+  /** IPC handles open now: 0 between buckets, unless a bucket leaked one. */
+  int openHandles();
+
+  /**
+   * Opens {@code handle}, quantizes every tensor of the bucket of {@code byteLength} bytes that
+   * starts {@code handleOffset} bytes into the allocation into {@code sink}, and closes the handle
+   * before returning, so that the trainer may free or reuse the memory once this returns (also
+   * when it throws).
+   *
+   * @throws IllegalArgumentException when CUDA refuses the handle (not a live allocation of a
+   *     process on this GPU) or the bucket does not lie within the allocation
+   * @throws GpuFailureException when the GPU fails while reading it
+   */
+  QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
+      List<BucketTensor> tensors, TensorSink sink) throws IOException;
+
+  /**
+   * The reader behind {@code quantizer}, or null when it cannot read device memory: a CPU
+   * quantizer, or a GPU one that has failed and handed over to the CPU.
+   */
+  static CudaIpcReader of(Quantizer quantizer) {
+    if (quantizer instanceof FallbackQuantizer f) {
+      return f.ipcReader();
+    }
+    return quantizer instanceof CudaIpcReader r ? r : null;
+  }
+}

@@ -1,0 +1,17 @@
+package dev.weightsync.server.quant;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import org.junit.jupiter.api.Test;
+
+class CudaUuidTest {
+
+  @Test
+  void uuidsAreSpelledAsCudaAndNvidiaSmiSpellThem() {
+    byte[] b = new byte[16];
+    for (int i = 0; i < 16; i++) {
+      b[i] = (byte) (0xF0 + i);
+    }
+    assertThat(CudaQuantizer.formatUuid(b)).isEqualTo("GPU-f0f1f2f3-f4f5-f6f7-f8f9-fafbfcfdfeff");
+  }
+}
