@@ -89,6 +89,11 @@ import jcuda.driver.JCudaDriver;
  * (see {@link #allocatePinned}) are copied to the device straight from where they are; other
  * sources are first copied into the slot's pinned buffer by the band's worker thread.
  *
+ * <p>A trainer's CUDA IPC bucket ({@link #quantizeBucket}) takes the same path without the copy
+ * in: the kernels read the bucket where it lies in the trainer's memory, and only the outputs are
+ * copied out. Its tensors run side by side like a stream's, and the mapping is closed before the
+ * bucket is acknowledged.
+ *
  * <p>One thread owns the CUDA context and makes every CUDA call; workers do the host copies and
  * sink writes, and learn that a band is done from a host function queued after it on its stream
  * (the owner never blocks on a band while other slots wait to be fed). Slots are allocated once at start and freed on {@link #close}; a CUDA error fails
