@@ -97,12 +97,14 @@ def main():
 
     # warm-up: the JIT, the bucket buffers, the handle path
     ws.push_cuda(tensors[:40], version="warm-ipc", target=a.target)
-    ws.push(tensors[:10], version="warm-bytes", target=a.target)
+    ws.push(tensors[:10], version="warm-bytes", target=a.target, checksums=ws.FAST_CRC32C)
 
     for s in (4, 1):
         start = time.perf_counter()
-        r = ws.push(tensors, version=f"bytes-4b" if s == 1 else "bytes-4b-4s", target=a.target, streams=s)
-        report(f"(b) bytes, Python client, {s} stream(s)", time.perf_counter() - start, r)
+        r = ws.push(tensors, version="bytes-4b" if s == 1 else "bytes-4b-4s", target=a.target,
+                    streams=s, checksums=ws.FAST_CRC32C)
+        report(f"(b) bytes, Python client, {s} stream(s), CRC32C {'on' if ws.FAST_CRC32C else 'off'}",
+               time.perf_counter() - start, r)
     ipc = []
     for i in range(3):
         start = time.perf_counter()

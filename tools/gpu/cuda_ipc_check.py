@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """push_cuda on the GPU machine (issue 10's GPU tests), against a sidecar on this GPU.
 
-usage: cuda_ipc_check.py TARGET METRICS_URL SIDECAR_PID BF16_DIR
-  golden     the golden BF16 model by handle: version ipc-golden (compare with hfcmp after)
-  soak       20 versions by handle: trainer memory, the sidecar's GPU memory and open IPC handles
+usage: cuda_ipc_check.py TARGET METRICS_URL GOLDEN_DIR HFCMP
+  golden     the golden BF16 model by handle equals golden/fp8 (hfcmp)
+  soak       20 versions by handle: trainer memory, the GPU's used memory and open IPC handles
              must end where they started
   crash      a trainer process that exits mid-version: the sidecar stays healthy, the version is
              aborted, the next version loads
@@ -17,7 +17,8 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 import weightsync_client as ws  # noqa: E402
 
-target, metrics_url, sidecar_pid, bf16 = sys.argv[1:5]
+target, metrics_url, golden_dir, hfcmp = sys.argv[1:5]
+bf16 = os.path.join(golden_dir, "bf16")
 
 
 def fail(msg):
@@ -31,14 +32,11 @@ def open_handles():
     return float(m.group(1)) if m else None
 
 
-def sidecar_gpu_mib():
-    out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
-                          "--format=csv,noheader,nounits"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        pid, mib = [x.strip() for x in line.split(",")]
-        if pid == sidecar_pid:
-            return int(mib)
-    return None
+def gpu_used_mib():
+    """The whole GPU's used memory: the trainer's, the sidecar's and any IPC mappings."""
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True).stdout
+    return int(out.split()[0])
 
 
 tensors = {}
@@ -47,7 +45,12 @@ for f in sorted(glob.glob(os.path.join(bf16, "*.safetensors"))):
 golden = sorted(tensors.items())
 r = ws.push_cuda(golden, version="ipc-golden", target=target)
 print("golden:", r.staged_path, [ws.pb.EngineOutcome.Name(e.outcome) for e in r.engines])
-print("check ok: golden pushed")
+cmp = subprocess.run([sys.executable, hfcmp, os.path.join(golden_dir, "fp8"), r.staged_path],
+                     capture_output=True, text=True)
+print(cmp.stdout.strip().splitlines()[-1])
+if cmp.returncode != 0:
+    fail("the golden model by handle differs from golden/fp8")
+print("check ok: golden by handle is golden/fp8, byte for byte")
 
 # soak: 1 GB of 4096x4096 tensors, 20 versions
 layer = [(f"model.layers.{i}.mlp.up_proj.weight",
@@ -56,12 +59,12 @@ rows = []
 for v in range(20):
     ws.push_cuda(layer, version=f"soak-{v}", target=target, bucket_bytes=256 << 20)
     torch.cuda.synchronize()
-    rows.append((torch.cuda.memory_allocated(), torch.cuda.memory_reserved(), sidecar_gpu_mib(),
+    rows.append((torch.cuda.memory_allocated(), torch.cuda.memory_reserved(), gpu_used_mib(),
                  open_handles()))
 for v in (0, 1, 9, 19):
     a, res, mib, h = rows[v]
     print(f"soak version {v + 1}: trainer allocated {a / 2**20:.0f} MiB reserved {res / 2**20:.0f} MiB;"
-          f" sidecar GPU {mib} MiB; open IPC handles {h}")
+          f" GPU used {mib} MiB; open IPC handles {h}")
 if rows[19][:3] != rows[1][:3] or rows[19][3] != 0:
     fail(f"memory or handles grew: {rows[1]} -> {rows[19]}")
 print("check ok: soak flat over 20 versions")

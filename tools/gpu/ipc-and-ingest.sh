@@ -9,7 +9,6 @@ start_sidecar() {
   W engine --port 30000 > /tmp/engine.log 2>&1 &
   W serve --device cuda --port 50051 --metrics-port 9464 --staging-dir /dev/shm/ws \
     --sglang-url http://127.0.0.1:30000 --keep-versions 4 > /tmp/serve.log 2>&1 &
-  SIDECAR=$!
   for i in $(seq 60); do W health --target 127.0.0.1:50051 >/dev/null 2>&1 && break; sleep 1; done
 }
 case "${1:-1}" in
@@ -22,8 +21,7 @@ case "${1:-1}" in
   python3 $H $G/int4_g32 /tmp/gpu-int4 | tail -1
   start_sidecar
   echo "== CUDA IPC checks"
-  python3 tools/gpu/cuda_ipc_check.py 127.0.0.1:50051 http://127.0.0.1:9464/metrics $SIDECAR $G/bf16 2>&1 | tail -12
-  echo "golden by handle vs golden/fp8:"; python3 $H $G/fp8 /dev/shm/ws/ipc-golden | tail -2
+  python3 tools/gpu/cuda_ipc_check.py 127.0.0.1:50051 http://127.0.0.1:9464/metrics $G $H 2>&1 | tail -12
   echo "== Qwen3-4B-shaped: (a) IPC, (b) bytes, (c) pure PyTorch"
   python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 2>&1 | tail -12
   echo "ipc-4b vs bytes-4b:"; python3 $H /dev/shm/ws/bytes-4b /dev/shm/ws/ipc-4b | tail -2

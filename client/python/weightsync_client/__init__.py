@@ -30,7 +30,8 @@ except ImportError as e:  # pragma: no cover - a setup problem, explained to the
 
 import grpc
 
-__all__ = ["push", "push_cuda", "status", "RawTensor", "PushError", "CHUNK_BYTES", "BUCKET_BYTES"]
+__all__ = ["push", "push_cuda", "status", "RawTensor", "PushError", "CHUNK_BYTES", "BUCKET_BYTES",
+           "FAST_CRC32C"]
 
 CHUNK_BYTES = 4 << 20
 BUCKET_BYTES = 512 << 20
@@ -54,14 +55,15 @@ class PushError(Exception):
 
 
 def _crc32c_function():
+    """(crc32c function, whether it is a fast native one)."""
     try:
         import crc32c  # Debian: python3-crc32c
-        return crc32c.crc32c
+        return crc32c.crc32c, True
     except ImportError:
         pass
     try:
         import google_crc32c
-        return lambda data: google_crc32c.value(bytes(data))
+        return (lambda data: google_crc32c.value(bytes(data))), True
     except ImportError:
         pass
     table = []
@@ -77,11 +79,13 @@ def _crc32c_function():
             c = table[(c ^ b) & 0xFF] ^ (c >> 8)
         return c ^ 0xFFFFFFFF
 
-    print("weightsync_client: no crc32c module; using a slow pure-Python CRC32C", file=sys.stderr)
-    return slow
+    print("weightsync_client: no crc32c module; using a slow pure-Python CRC32C"
+          " (push(checksums=False) skips it on TLS or loopback)", file=sys.stderr)
+    return slow, False
 
 
-_crc32c = _crc32c_function()
+_crc32c, FAST_CRC32C = _crc32c_function()
+"""Whether a native CRC32C module is there; without one, consider push(checksums=False)."""
 
 _TORCH_DTYPES = {
     "torch.bfloat16": "BF16", "torch.float16": "F16", "torch.float32": "F32",
@@ -120,9 +124,10 @@ def _as_bytes(tensor: Any) -> Tuple[memoryview, str, Tuple[int, ...]]:
     raise TypeError(f"cannot send a {type(tensor).__name__}: use a torch tensor, a numpy array or RawTensor")
 
 
-def _requests(named_tensors, version, part, parts, chunk_bytes):
+def _requests(named_tensors, version, part, parts, chunk_bytes, checksums=True):
     yield pb.UpdateWeightsRequest(header=pb.Header(
-        weight_version=version, part_index=part, part_count=parts))
+        weight_version=version, part_index=part, part_count=parts,
+        options=None if checksums else {"crc32c": "off"}))
     count = 0
     total = 0
     for name, tensor in named_tensors:
@@ -134,7 +139,7 @@ def _requests(named_tensors, version, part, parts, chunk_bytes):
             piece = data[offset:offset + chunk_bytes]
             yield pb.UpdateWeightsRequest(chunk=pb.TensorChunk(
                 name=name, dtype=dtype, shape=shape, offset=offset, data=piece.tobytes(),
-                crc32c=_crc32c(piece)))
+                crc32c=_crc32c(piece) if checksums else 0))
             offset += len(piece)
             if offset >= len(data):
                 break
@@ -167,7 +172,7 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
          parts: int = 1, chunk_bytes: int = CHUNK_BYTES, timeout: float | None = None,
          attempts: int = 3, channel: grpc.Channel | None = None, token: str | None = None,
          tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
-         streams: int = 1):
+         streams: int = 1, checksums: bool = True):
     """Sends ``named_tensors`` as part ``part`` of ``parts`` of weight version ``version``.
 
     Returns the sidecar's ``UpdateWeightsResponse`` (timings, sizes, each engine's result) once
@@ -180,7 +185,9 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
 
     ``streams=N`` splits a whole version (``parts=1``) into N parts of about equal bytes, sent over
     N parallel streams; the first part that fails cancels the others, and the error raised is the
-    one that says why.
+    one that says why. ``checksums=False`` sends no per-chunk CRC32C (and asks the sidecar not to
+    check): for a Python without the ``crc32c`` module, where the pure-Python CRC32C moves about a
+    megabyte a second, on TLS or loopback, whose transports check integrity themselves.
     """
     if not 0 < chunk_bytes <= CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be 1..{CHUNK_BYTES}")
@@ -196,7 +203,7 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
                                response_deserializer=pb.UpdateWeightsResponse.FromString)
         split = _split(tensors, streams)
         sender = _PartSender(call, version, parts if len(split) == 1 else len(split), chunk_bytes,
-                             timeout, attempts, _auth(token))
+                             timeout, attempts, _auth(token), checksums)
         if len(split) == 1:
             return sender.send(part, split[0])
         return sender.send_all(split)
@@ -234,7 +241,7 @@ class _PartSender:
     """Sends parts of one version, retrying a part refused with UNAVAILABLE; with several parts
     in flight, the first failure cancels the calls of the others."""
 
-    def __init__(self, call, version, parts, chunk_bytes, timeout, attempts, metadata):
+    def __init__(self, call, version, parts, chunk_bytes, timeout, attempts, metadata, checksums):
         self._call = call
         self._version = version
         self._parts = parts
@@ -242,6 +249,7 @@ class _PartSender:
         self._timeout = timeout
         self._attempts = attempts
         self._metadata = metadata
+        self._checksums = checksums
         self._lock = threading.Lock()
         self._live = {}
         self._cancelled = False
@@ -252,7 +260,8 @@ class _PartSender:
                 if self._cancelled:
                     raise PushError(grpc.StatusCode.CANCELLED, "another part of the version failed")
                 future = self._call.future(
-                    _requests(tensors, self._version, index, self._parts, self._chunk_bytes),
+                    _requests(tensors, self._version, index, self._parts, self._chunk_bytes,
+                              self._checksums),
                     timeout=self._timeout, metadata=self._metadata)
                 self._live[index] = future
             try:

@@ -138,6 +138,33 @@ class ChunkingIT {
   }
 
   @Test
+  void theCrcCheckIsOnUnlessTheHeaderTurnsItOff() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"));
+        RawStream raw = new RawStream(h.sidecar.port())) {
+      long[] shape = {128, 128};
+      byte[] data = new byte[128 * 128 * 2];
+      java.util.function.BiFunction<String, String, List<UpdateWeightsRequest>> part =
+          (version, crcOption) -> {
+            var header = dev.weightsync.proto.v1.Header.newBuilder().setWeightVersion(version);
+            if (crcOption != null) {
+              header.putOptions("crc32c", crcOption);
+            }
+            return List.of(UpdateWeightsRequest.newBuilder().setHeader(header).build(),
+                RawStream.chunkWithCrc("model.layers.0.mlp.up_proj.weight", "BF16", shape, 0,
+                    data, 12345),
+                RawStream.commit(1, data.length));
+          };
+      Status checked = raw.send(part.apply("crc-on", null), true, false);
+      assertThat(checked.getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+      assertThat(checked.getDescription()).contains("CRC32C");
+      assertThat(raw.send(part.apply("crc-off", "off"), true, false).isOk()).isTrue();
+      Status bad = raw.send(part.apply("crc-what", "maybe"), true, false);
+      assertThat(bad.getDescription()).contains("crc32c must be on or off");
+      assertThat(h.stagedVersions()).containsExactly("crc-off");
+    }
+  }
+
+  @Test
   void fp8FromOddOutOfOrderChunksEqualsConvert() throws Exception {
     sendAndCompare("fp8-block", "fp8-block", null);
   }

@@ -112,6 +112,13 @@ final class PartReceiver {
   private ObjectNode relayedConfig;
   /** Tensors being quantized while the next ones arrive (a GPU overlaps them). */
   private final QuantQueue quantizing;
+  /**
+   * Header option that turns the per-chunk CRC32C check off, for clients with no fast CRC32C
+   * (Python without the crc32c module) on a transport that already checks integrity (TLS, or
+   * loopback). On by default.
+   */
+  static final String CRC32C_OPTION = "crc32c";
+  private boolean checksums = true;
   private final Quantizer quantizer;
   /** CUDA buckets received so far, and the statistics of their tensors. */
   private int buckets;
@@ -164,6 +171,12 @@ final class PartReceiver {
       throw invalid("part_index " + Integer.toUnsignedString(h.getPartIndex())
           + " is not below part_count " + count);
     }
+    String crcOption = h.getOptionsOrDefault(CRC32C_OPTION, "on");
+    if (!crcOption.equals("on") && !crcOption.equals("off")) {
+      throw invalid("header option " + CRC32C_OPTION + " must be on or off, not '"
+          + printable(crcOption) + "'");
+    }
+    checksums = crcOption.equals("on");
     switch (h.getPayload()) {
       case PAYLOAD_SOURCE -> {
         if (h.getFormat() != dev.weightsync.proto.v1.Format.FORMAT_UNSPECIFIED
@@ -215,11 +228,13 @@ final class PartReceiver {
       throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
           + " arrived after the tensor was complete");
     }
-    CRC32C crc = new CRC32C();
-    crc.update(c.getData().asReadOnlyByteBuffer());
-    if ((int) crc.getValue() != c.getCrc32C()) {
-      throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
-          + " fails its CRC32C check (corrupted in transit)");
+    if (checksums) {
+      CRC32C crc = new CRC32C();
+      crc.update(c.getData().asReadOnlyByteBuffer());
+      if ((int) crc.getValue() != c.getCrc32C()) {
+        throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
+            + " fails its CRC32C check (corrupted in transit)");
+      }
     }
     if (length == 0 && t.spec.byteLength() != 0) {
       return;
