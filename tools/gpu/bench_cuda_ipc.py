@@ -90,6 +90,7 @@ def main():
     p.add_argument("target")
     p.add_argument("--layers", type=int, default=36)
     p.add_argument("--baseline-dir", default="/dev/shm/ws-baseline")
+    p.add_argument("--cases", default="abc", help="which of (a), (b), (c) to run")
     a = p.parse_args()
     tensors = qwen3_4b(a.layers)
     total = sum(t.nbytes for _, t in tensors)
@@ -99,18 +100,20 @@ def main():
     ws.push_cuda(tensors[:40], version="warm-ipc", target=a.target)
     ws.push(tensors[:10], version="warm-bytes", target=a.target, checksums=ws.FAST_CRC32C)
 
-    for s in (4, 1):
+    for s in (4, 1) if "b" in a.cases else ():
         start = time.perf_counter()
         r = ws.push(tensors, version="bytes-4b" if s == 1 else "bytes-4b-4s", target=a.target,
                     streams=s, checksums=ws.FAST_CRC32C)
         report(f"(b) bytes, Python client, {s} stream(s), CRC32C {'on' if ws.FAST_CRC32C else 'off'}",
                time.perf_counter() - start, r)
     ipc = []
-    for i in range(3):
+    for i in range(3 if "a" in a.cases else 0):
         start = time.perf_counter()
         r = ws.push_cuda(tensors, version="ipc-4b" if i == 2 else f"ipc-4b-{i}", target=a.target)
         ipc.append(time.perf_counter() - start)
         report(f"(a) CUDA IPC, round {i + 1}", ipc[-1], r)
+    if "c" not in a.cases:
+        return
     times = [baseline(tensors, a.baseline_dir) for _ in range(2)]
     q, d2h, write = min(times, key=sum)
     print(f"(c) pure PyTorch: quantize {q:.3f} s, to host {d2h:.3f} s, save_file {write:.3f} s, "

@@ -12,6 +12,11 @@ start_sidecar() {
   for i in $(seq 60); do W health --target 127.0.0.1:50051 >/dev/null 2>&1 && break; sleep 1; done
 }
 case "${1:-1}" in
+profile)
+  export WEIGHTSYNC_JAVA_OPTS="-XX:StartFlightRecording=filename=$OUT/sidecar.jfr,settings=profile,dumponexit=true"
+  start_sidecar; unset WEIGHTSYNC_JAVA_OPTS
+  python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a 2>&1 | tail -5
+  pkill -TERM -f "serve --device cuda"; sleep 8; ls -la $OUT ;;
 1)
   nvidia-smi --query-gpu=name,uuid,memory.total,driver_version --format=csv; nproc; df -h /dev/shm | tail -1
   echo "== host path still exact: convert --device cuda"

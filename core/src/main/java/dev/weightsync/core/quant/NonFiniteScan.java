@@ -16,6 +16,9 @@ public final class NonFiniteScan {
     int n = b.remaining() / dtype.byteSize();
     switch (dtype) {
       case BF16 -> {
+        if (!mayHoldNonFiniteBf16(b, n)) {
+          return;
+        }
         for (int i = 0; i < n; i++) {
           short v = b.getShort(b.position() + 2 * i);
           if ((v & 0x7F80) == 0x7F80) {
@@ -56,5 +59,30 @@ public final class NonFiniteScan {
       }
       default -> { }
     }
+  }
+
+  /** Exponent bits of four BF16 values in a long. */
+  private static final long EXPONENTS = 0x7F807F807F807F80L;
+
+  /**
+   * False when no BF16 value in the buffer has an all-ones exponent, four values at a time (an
+   * embedding passed through is hundreds of millions of them); true sends the caller to the
+   * element-by-element loop, which finds the element.
+   */
+  private static boolean mayHoldNonFiniteBf16(ByteBuffer b, int n) {
+    int base = b.position();
+    int words = n / 4;
+    for (int w = 0; w < words; w++) {
+      long y = (b.getLong(base + 8 * w) & EXPONENTS) ^ EXPONENTS; // a zero lane: non-finite
+      if (((y - 0x0001000100010001L) & ~y & 0x8000800080008000L) != 0) {
+        return true;
+      }
+    }
+    for (int i = 4 * words; i < n; i++) {
+      if ((b.getShort(base + 2 * i) & 0x7F80) == 0x7F80) {
+        return true;
+      }
+    }
+    return false;
   }
 }

@@ -386,19 +386,22 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
     String key = java.util.HexFormat.of().formatHex(handle);
     CUdeviceptr base = call(() -> openIpc(key, handle, handleOffset, byteLength));
     try {
-      // The tensors run side by side, as a stream's tensors do, so the slots overlap.
+      // The tensors run side by side, as a stream's tensors do, so the slots overlap; a tensor
+      // copied through unquantized (an embedding) is split into pieces that run side by side too.
       List<CompletableFuture<QuantError>> running = new ArrayList<>();
       for (BucketTensor t : tensors) {
         CUdeviceptr at = base.withByteOffset(handleOffset + t.offset());
-        CompletableFuture<QuantError> f = new CompletableFuture<>();
-        workers.execute(() -> {
-          try {
-            f.complete(fromDevice(t.plan(), at, sink));
-          } catch (Throwable e) {
-            f.completeExceptionally(e);
-          }
-        });
-        running.add(f);
+        for (Callable<QuantError> task : fromDevice(t.plan(), at, sink)) {
+          CompletableFuture<QuantError> f = new CompletableFuture<>();
+          workers.execute(() -> {
+            try {
+              f.complete(task.call());
+            } catch (Throwable e) {
+              f.completeExceptionally(e);
+            }
+          });
+          running.add(f);
+        }
       }
       QuantError total = QuantError.NONE;
       Throwable failure = null;
@@ -485,41 +488,50 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
     return h;
   }
 
-  /** One tensor of a bucket, read where it lies on the device. */
-  private QuantError fromDevice(TensorPlan plan, CUdeviceptr at, TensorSink sink)
-      throws IOException, InterruptedException {
+  /** The work of one tensor of a bucket, read where it lies on the device. */
+  private List<Callable<QuantError>> fromDevice(TensorPlan plan, CUdeviceptr at, TensorSink sink) {
     if (onGpu(plan) && fits(plan)) {
-      return bands(plan, null, at, sink);
+      return List.of(() -> bands(plan, null, at, sink));
     }
     TensorSpec in = plan.input();
     long length = in.byteLength();
     if (plan instanceof TensorPlan.PassThrough) { // the bytes are the output: copy them out
       int esize = in.dtype().byteSize();
       long piece = bandBytes - bandBytes % esize;
-      Slot s = free.take();
-      try {
-        for (long off = 0; off < length; off += piece) {
-          long n = Math.min(piece, length - off);
-          long from = off;
-          call(() -> cuMemcpyDtoH(s.hIn, at.withByteOffset(from), n));
-          ByteBuffer bytes = s.in.duplicate().clear().limit((int) n).slice()
-              .order(ByteOrder.LITTLE_ENDIAN);
-          NonFiniteScan.check(in.name(), in.dtype(), bytes, off / esize);
-          sink.write(in.name(), off, bytes);
-        }
-      } finally {
-        free.add(s);
+      List<Callable<QuantError>> pieces = new ArrayList<>();
+      for (long off = 0; off < length; off += piece) {
+        long from = off;
+        long n = Math.min(piece, length - off);
+        pieces.add(() -> copyOut(in, at.withByteOffset(from), from, n, sink));
       }
-      return QuantError.NONE;
+      return pieces;
     }
     // What the kernels do not cover (odd shapes, other dtypes) is small: the CPU quantizes it.
     if (length > Integer.MAX_VALUE - 16) {
       throw new IllegalArgumentException("tensor " + in.name() + " (" + in + ") is too large for"
           + " the CPU path of a CUDA bucket; send it as bytes");
     }
-    byte[] host = new byte[(int) length];
-    call(() -> cuMemcpyDtoH(Pointer.to(host), at, length));
-    return cpu.quantize(plan, TensorSource.of(ByteBuffer.wrap(host)), sink);
+    return List.of(() -> {
+      byte[] host = new byte[(int) length];
+      call(() -> cuMemcpyDtoH(Pointer.to(host), at, length));
+      return cpu.quantize(plan, TensorSource.of(ByteBuffer.wrap(host)), sink);
+    });
+  }
+
+  /** Copies a piece of a pass-through tensor out through a slot, checking it for NaN. */
+  private QuantError copyOut(TensorSpec in, CUdeviceptr from, long offset, long n, TensorSink sink)
+      throws IOException, InterruptedException {
+    Slot s = free.take();
+    try {
+      call(() -> cuMemcpyDtoH(s.hIn, from, n));
+      ByteBuffer bytes = s.in.duplicate().clear().limit((int) n).slice()
+          .order(ByteOrder.LITTLE_ENDIAN);
+      NonFiniteScan.check(in.name(), in.dtype(), bytes, offset / in.dtype().byteSize());
+      sink.write(in.name(), offset, bytes);
+      return QuantError.NONE;
+    } finally {
+      free.add(s);
+    }
   }
 
   /**
