@@ -8,6 +8,7 @@ import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,11 +24,18 @@ import java.util.Map;
  * space reserved at the front (padded with spaces, which JSON allows). Quantized bytes go into the
  * final file directly: no second copy. Should the header outgrow its reserve, the file is rewritten
  * once behind a header of the right size.
+ *
+ * <p>Large writes go through a memory mapping of their region rather than {@code pwrite}: Linux
+ * serializes writes to one file (the inode lock), so a GPU's parallel bands would copy out one at
+ * a time at a single core's speed (measured: 1.7 GB/s on /dev/shm), while copies into a mapping
+ * run side by side.
  */
 public final class ShardSpool implements TensorSink, Closeable {
 
   /** Room for the header of roughly 1500 tensors. */
   static final int HEADER_RESERVE = 256 << 10;
+  /** Writes at least this large are copied into a mapping; smaller ones use pwrite. */
+  static final int MAPPED_WRITE_BYTES = 1 << 20;
 
   private final Path path;
   private final FileChannel channel;
@@ -55,6 +63,21 @@ public final class ShardSpool implements TensorSink, Closeable {
       entries.add(e);
       dataLength += t.byteLength();
     }
+    extendTo(HEADER_RESERVE + dataLength);
+  }
+
+  /**
+   * Makes the file at least {@code length} bytes long (sparse) so that mappings of allocated
+   * regions never have to grow it, which concurrent mappings could race on.
+   */
+  private void extendTo(long length) {
+    try {
+      if (length > channel.size()) {
+        channel.write(ByteBuffer.allocate(1), length - 1);
+      }
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(path + ": cannot extend the shard", e);
+    }
   }
 
   public synchronized List<TensorSpec> tensors() {
@@ -75,6 +98,16 @@ public final class ShardSpool implements TensorSink, Closeable {
       throw new IllegalArgumentException(path + ": write outside tensor '" + name + "'");
     }
     long position = HEADER_RESERVE + e.begin() + offset;
+    if (data.remaining() >= MAPPED_WRITE_BYTES) {
+      MappedByteBuffer region = channel.map(FileChannel.MapMode.READ_WRITE, position,
+          data.remaining());
+      try {
+        region.put(data);
+      } finally {
+        Unmapper.unmap(region);
+      }
+      return;
+    }
     while (data.hasRemaining()) {
       position += channel.write(data, position);
     }
