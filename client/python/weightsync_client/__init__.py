@@ -393,6 +393,7 @@ class _BucketSender:
         self._done = {}
         self._stopped = threading.Event()
         self._buffers = []
+        self._handles = []  # per buffer: the sidecar maps each allocation once per part
 
     def acknowledged(self, index):
         self._done[index].set()
@@ -420,6 +421,7 @@ class _BucketSender:
             slot = i % _BUCKETS_IN_FLIGHT
             if slot == len(self._buffers):
                 self._buffers.append(torch.empty(self._size, dtype=torch.uint8, device=self._device))
+                self._handles.append(self._cuda.ipc_reference(self._buffers[slot].data_ptr()))
             buffer = self._buffers[slot]
             refs = []
             end = 0
@@ -433,7 +435,7 @@ class _BucketSender:
                 total += n
                 end = offset + n
             torch.cuda.current_stream(self._device).synchronize()  # the sidecar reads it next
-            handle, offset = self._cuda.ipc_reference(buffer.data_ptr())
+            handle, offset = self._handles[slot]
             self._done[i] = threading.Event()
             yield pb.UpdateWeightsRequest(cuda_bucket=pb.CudaBucket(
                 index=i, ipc_handle=handle, handle_offset=offset, byte_length=end,

@@ -151,8 +151,8 @@ public final class Sidecar implements AutoCloseable {
     CudaIpcReader ipc = CudaIpcReader.of(quantizer);
     if (ipc != null) {
       io.micrometer.core.instrument.Gauge.builder("weightsync.cuda.ipc.open.handles", ipc,
-          CudaIpcReader::openHandles).description("CUDA IPC handles of trainers' buckets open now"
-          + " (0 between buckets)").register(registry);
+          CudaIpcReader::openHandles).description("Trainers' GPU allocations mapped by CUDA IPC now"
+          + " (0 between parts)").register(registry);
     }
     this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),

@@ -123,6 +123,8 @@ final class PartReceiver {
   /** CUDA buckets received so far, and the statistics of their tensors. */
   private int buckets;
   private QuantError bucketError = QuantError.NONE;
+  /** The trainer's allocations this part has mapped; closed when the part ends either way. */
+  private CudaIpcReader.Session ipc;
   private double quantizeSeconds;
 
   /**
@@ -438,7 +440,10 @@ final class PartReceiver {
     buckets++;
     long start = System.nanoTime();
     try {
-      QuantError e = reader.quantizeBucket(b.getIpcHandle().toByteArray(), b.getHandleOffset(),
+      if (ipc == null) {
+        ipc = reader.openSession();
+      }
+      QuantError e = ipc.quantizeBucket(b.getIpcHandle().toByteArray(), b.getHandleOffset(),
           length, refs, shard);
       bucketError = bucketError.plus(e);
     } catch (IllegalArgumentException e) { // a NaN, a refused handle, a bucket out of range
@@ -525,6 +530,7 @@ final class PartReceiver {
       throw quantizingFailed(e);
     }
     quantizeSeconds += (System.nanoTime() - start) / 1e9;
+    closeIpc();
     try {
       shard.finish();
       spool.close();
@@ -535,6 +541,13 @@ final class PartReceiver {
     }
     return new PartResult(part.index(), shard, List.copyOf(plans), bytesIn, shard.dataLength(),
         error, quantizeSeconds, relayed, relayedConfig);
+  }
+
+  private void closeIpc() {
+    if (ipc != null) {
+      ipc.close();
+      ipc = null;
+    }
   }
 
   double secondsSinceStart() {
@@ -548,6 +561,7 @@ final class PartReceiver {
   /** Drops everything this part wrote and frees its slot for a retry. */
   void discard() {
     quantizing.abandon();
+    closeIpc();
     try {
       if (spool != null) {
         spool.close();

@@ -22,21 +22,36 @@ public interface CudaIpcReader {
   /** The GPU this reader runs on, as CUDA names it: {@code GPU-} and its UUID. */
   String gpuUuid();
 
-  /** IPC handles open now: 0 between buckets, unless a bucket leaked one. */
+  /** IPC mappings open now: 0 between parts, unless one leaked. */
   int openHandles();
 
   /**
-   * Opens {@code handle}, quantizes every tensor of the bucket of {@code byteLength} bytes that
-   * starts {@code handleOffset} bytes into the allocation into {@code sink}, and closes the handle
-   * before returning, so that the trainer may free or reuse the memory once this returns (also
-   * when it throws).
-   *
-   * @throws IllegalArgumentException when CUDA refuses the handle (not a live allocation of a
-   *     process on this GPU) or the bucket does not lie within the allocation
-   * @throws GpuFailureException when the GPU fails while reading it
+   * A session for one part's buckets. An allocation is mapped on its first bucket and stays
+   * mapped until the session closes: trainers refill the same buffers, and mapping is the costly
+   * step. A trainer may reuse a bucket's memory once {@link Session#quantizeBucket} has returned;
+   * memory it frees instead stays allocated until the session closes.
    */
-  QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
-      List<BucketTensor> tensors, TensorSink sink) throws IOException;
+  Session openSession();
+
+  /** See {@link #openSession}. Not thread-safe: one part's stream uses it. */
+  interface Session extends AutoCloseable {
+
+    /**
+     * Quantizes every tensor of the bucket of {@code byteLength} bytes that starts
+     * {@code handleOffset} bytes into the allocation {@code handle} names, into {@code sink}; the
+     * GPU has read all of it when this returns (also when it throws).
+     *
+     * @throws IllegalArgumentException when CUDA refuses the handle (not a live allocation of a
+     *     process on this GPU) or the bucket does not lie within the allocation
+     * @throws GpuFailureException when the GPU fails while reading it
+     */
+    QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
+        List<BucketTensor> tensors, TensorSink sink) throws IOException;
+
+    /** Unmaps every allocation this session mapped. */
+    @Override
+    void close();
+  }
 
   /**
    * The reader behind {@code quantizer}, or null when it cannot read device memory: a CPU

@@ -89,10 +89,10 @@ import jcuda.driver.JCudaDriver;
  * (see {@link #allocatePinned}) are copied to the device straight from where they are; other
  * sources are first copied into the slot's pinned buffer by the band's worker thread.
  *
- * <p>A trainer's CUDA IPC bucket ({@link #quantizeBucket}) takes the same path without the copy
- * in: the kernels read the bucket where it lies in the trainer's memory, and only the outputs are
- * copied out. Its tensors run side by side like a stream's, and the mapping is closed before the
- * bucket is acknowledged.
+ * <p>A trainer's CUDA IPC bucket ({@link #openSession}) takes the same path without the copy in:
+ * the kernels read the bucket where it lies in the trainer's memory, and only the outputs are
+ * copied out. Its tensors run side by side like a stream's; the allocation stays mapped for the
+ * rest of the part, as trainers refill the same buffers bucket after bucket.
  *
  * <p>One thread owns the CUDA context and makes every CUDA call; workers do the host copies and
  * sink writes, and learn that a band is done from a host function queued after it on its stream
@@ -377,15 +377,27 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
   }
 
   @Override
-  public QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
-      List<BucketTensor> tensors, TensorSink sink) throws IOException {
-    if (handle.length != HANDLE_BYTES) {
-      throw new IllegalArgumentException("a CUDA IPC handle has " + HANDLE_BYTES + " bytes, not "
-          + handle.length);
-    }
-    String key = java.util.HexFormat.of().formatHex(handle);
-    CUdeviceptr base = call(() -> openIpc(key, handle, handleOffset, byteLength));
-    try {
+  public Session openSession() {
+    return new IpcSession();
+  }
+
+  /** One part's buckets: each allocation is mapped on its first bucket and unmapped at close. */
+  private final class IpcSession implements Session {
+    private final java.util.Set<String> held = new java.util.HashSet<>();
+
+    @Override
+    public QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
+        List<BucketTensor> tensors, TensorSink sink) throws IOException {
+      if (handle.length != HANDLE_BYTES) {
+        throw new IllegalArgumentException("a CUDA IPC handle has " + HANDLE_BYTES
+            + " bytes, not " + handle.length);
+      }
+      String key = java.util.HexFormat.of().formatHex(handle);
+      if (!held.contains(key)) {
+        call(() -> openIpc(key, handle));
+        held.add(key);
+      }
+      CUdeviceptr base = call(() -> mapped(key, handleOffset, byteLength));
       // The tensors run side by side, as a stream's tensors do, so the slots overlap; a tensor
       // copied through unquantized (an embedding) is split into pieces that run side by side too.
       List<CompletableFuture<QuantError>> running = new ArrayList<>();
@@ -405,7 +417,7 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
       }
       QuantError total = QuantError.NONE;
       Throwable failure = null;
-      for (CompletableFuture<QuantError> f : running) { // every one, before the handle closes
+      for (CompletableFuture<QuantError> f : running) { // every one: the trainer reuses it next
         try {
           total = total.plus(f.join());
         } catch (CompletionException e) {
@@ -419,18 +431,23 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
         throw CudaQuantizer.<RuntimeException>sneaky(failure);
       }
       return total;
-    } finally {
-      call(() -> closeIpc(key));
+    }
+
+    @Override
+    public void close() {
+      for (String key : held) {
+        call(() -> closeIpc(key));
+      }
+      held.clear();
     }
   }
 
   /**
-   * Maps another process's allocation into this context, or shares the mapping a bucket of the
-   * same allocation still holds (CUDA maps an allocation once per context). A handle CUDA
-   * refuses, or a bucket that does not lie within the allocation, is the caller's error, not a
-   * GPU failure. Owner thread only.
+   * Maps another process's allocation into this context, or counts one more user of a mapping a
+   * session already holds (CUDA maps an allocation once per context). A handle CUDA refuses is
+   * the caller's error, not a GPU failure. Owner thread only.
    */
-  private CUdeviceptr openIpc(String key, byte[] handle, long offset, long length) {
+  private Void openIpc(String key, byte[] handle) {
     OpenAllocation a = opened.get(key);
     if (a == null) {
       CUdeviceptr base = new CUdeviceptr();
@@ -448,15 +465,20 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
       openHandles.incrementAndGet();
     }
     a.users++;
+    return null;
+  }
+
+  /** Where a bucket's allocation is mapped, once the bucket is known to lie within it. */
+  private CUdeviceptr mapped(String key, long offset, long length) {
+    OpenAllocation a = opened.get(key);
     if (offset < 0 || length < 0 || offset + length > a.size || offset + length < 0) {
-      closeIpc(key);
       throw new IllegalArgumentException("the bucket [" + offset + ", " + (offset + length)
           + ") does not lie within its " + a.size + "-byte allocation");
     }
     return a.base;
   }
 
-  /** Unmaps the allocation once no bucket reads it. Owner thread only. */
+  /** Unmaps the allocation once no session holds it. Owner thread only. */
   private Void closeIpc(String key) {
     OpenAllocation a = opened.get(key);
     if (--a.users == 0) {
