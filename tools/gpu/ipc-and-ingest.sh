@@ -5,18 +5,19 @@ set -u
 tar xJf .device/jre.tar.xz -C /tmp; export PATH=/tmp/jre/bin:$PATH
 W() { java -cp ".device/lib/*" dev.weightsync.cli.WeightsyncCommand "$@"; }
 G=.device/shared/golden; H=.device/shared/tools/hfcmp.py
-start_sidecar() {
+start_sidecar() {  # extra serve flags in $@
   W engine --port 30000 > /tmp/engine.log 2>&1 &
   W serve --device cuda --port 50051 --metrics-port 9464 --staging-dir /dev/shm/ws \
-    --sglang-url http://127.0.0.1:30000 --keep-versions 4 > /tmp/serve.log 2>&1 &
+    --sglang-url http://127.0.0.1:30000 --keep-versions 4 "$@" > /tmp/serve.log 2>&1 &
   for i in $(seq 60); do W health --target 127.0.0.1:50051 >/dev/null 2>&1 && break; sleep 1; done
 }
 case "${1:-1}" in
-profile)
-  export WEIGHTSYNC_JAVA_OPTS="-XX:StartFlightRecording=filename=$OUT/sidecar.jfr,settings=profile,dumponexit=true"
-  start_sidecar; unset WEIGHTSYNC_JAVA_OPTS
-  python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a 2>&1 | tail -5
-  pkill -TERM -f "serve --device cuda"; sleep 8; ls -la $OUT ;;
+slots)  # (a) with 4, 8 and 16 GPU slots, one sidecar after the other
+  for n in 4 8 16; do
+    start_sidecar --gpu-slots $n
+    echo "== gpu-slots $n"; python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a 2>&1 | grep "^(a)"
+    pkill -f "WeightsyncCommand serve"; pkill -f "WeightsyncCommand engine"; sleep 3; rm -rf /dev/shm/ws
+  done ;;
 1)
   nvidia-smi --query-gpu=name,uuid,memory.total,driver_version --format=csv; nproc; df -h /dev/shm | tail -1
   echo "== host path still exact: convert --device cuda"

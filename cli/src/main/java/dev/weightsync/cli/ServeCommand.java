@@ -85,6 +85,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--gpu-failure", description = "When the GPU fails on a tensor (out of memory, a launch error): cpu (default: redo it on the CPU, identical bytes) or fail (the version fails; the engine keeps its weights).")
   String gpuFailure;
 
+  @Option(names = "--gpu-slots", description = "Bands on the GPU at once (default 4); each holds a CUDA stream and about 105 MiB of device and pinned host memory. More slots copy more results out side by side.")
+  Integer gpuSlots;
+
   @Option(names = "--auth-token-file", description = "Bearer tokens (one a line) required on UpdateWeights and GetStatus.")
   Path authTokenFile;
 
@@ -127,6 +130,7 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "shutdown-grace", shutdownGrace);
     put(m, "device", device);
     put(m, "gpu-failure", gpuFailure);
+    put(m, "gpu-slots", gpuSlots);
     put(m, "auth-token-file", authTokenFile == null ? null : authTokenFile.toString());
     put(m, "role", role);
     put(m, "relay-to", relayTo);

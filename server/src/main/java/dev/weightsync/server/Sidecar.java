@@ -127,7 +127,8 @@ public final class Sidecar implements AutoCloseable {
       choice = new Quantizers.Choice(new dev.weightsync.core.quant.CpuQuantizer(
           config.effectiveThreads()), "engine-side: parts arrive quantized; no GPU taken");
     } else {
-      choice = Quantizers.create(config.device(), config.effectiveThreads(), config.gpuFailure());
+      choice = Quantizers.create(config.device(), config.effectiveThreads(), config.gpuFailure(),
+          config.gpuSlots());
     }
     this.quantizer = choice.quantizer();
     this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, deliverTo,

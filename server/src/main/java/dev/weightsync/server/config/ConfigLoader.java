@@ -50,6 +50,7 @@ public final class ConfigLoader {
       shutdown-grace: 30s
       device: auto
       gpu-failure: cpu
+      gpu-slots: 4
       auth-token-file: null
       role: both
       relay-to: []

@@ -55,6 +55,8 @@ public record SidecarConfig(
     @JsonProperty("device") String device,
     /** When the GPU fails on a tensor: cpu (redo it on the CPU, same bytes) or fail (the version fails). */
     @JsonProperty("gpu-failure") String gpuFailure,
+    /** Bands on the GPU at once, each with a CUDA stream and ~105 MiB of device and pinned memory. */
+    @JsonProperty("gpu-slots") int gpuSlots,
     /** File of bearer tokens (one a line) required on UpdateWeights and GetStatus; none: open. */
     @JsonProperty("auth-token-file") Path authTokenFile,
     /** trainer (quantize and relay), engine (gather, stage, drive the engine) or both (colocated). */
@@ -157,6 +159,9 @@ public record SidecarConfig(
     if (!List.of("abort", "retract", "in_place").contains(pauseMode)) {
       throw new IllegalArgumentException("pause-mode must be abort, retract or in_place, got " + pauseMode);
     }
+    if (gpuSlots < 1 || gpuSlots > 64) {
+      throw new IllegalArgumentException("gpu-slots must be 1 to 64, got " + gpuSlots);
+    }
     if (!List.of("cpu", "fail").contains(gpuFailure)) {
       throw new IllegalArgumentException("gpu-failure must be cpu or fail, got " + gpuFailure);
     }
@@ -189,7 +194,7 @@ public record SidecarConfig(
         + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
         + ", threads=" + threads + ", pause-mode=" + pauseMode
         + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", gpu-failure=" + gpuFailure + ", auth-token-file=" + authTokenFile
+        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", gpu-failure=" + gpuFailure + ", gpu-slots=" + gpuSlots + ", auth-token-file=" + authTokenFile
         + ", role=" + role + ", relay-to=" + relayTo + ", relay-token-file=" + relayTokenFile
         + ", policy=" + policy + ", quorum=" + quorum + ", tls-cert=" + tlsCert
         + ", tls-key=" + tlsKey + ", tls-client-ca=" + tlsClientCa + ", tls-reload=" + tlsReload

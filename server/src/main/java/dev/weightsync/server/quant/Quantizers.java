@@ -12,7 +12,10 @@ public final class Quantizers {
 
   /** Input bytes of one band on the GPU (a slot's buffers; outputs are sized to match). */
   public static final long GPU_BAND_BYTES = 64L << 20;
-  /** Bands on the GPU at once (4 measured best on an H200: 1.10x the bare copy in, 3 gave 1.17x). */
+  /**
+   * Bands on the GPU at once by default ({@code gpu-slots}; 4 measured best on an H200 for bytes:
+   * 1.10x the bare copy in, 3 gave 1.17x).
+   */
   public static final int GPU_SLOTS = 4;
 
   /** The chosen quantizer and, when it is not the GPU asked for, why. */
@@ -26,8 +29,11 @@ public final class Quantizers {
     }
   }
 
-  /** {@code --device}, with the CPU redoing GPU failures unless {@code gpuFailure} is fail. */
-  public static Choice create(String device, int cpuThreads, String gpuFailure) {
+  /**
+   * {@code --device}, with the CPU redoing GPU failures unless {@code gpuFailure} is fail, and
+   * {@code gpuSlots} bands on the GPU at once.
+   */
+  public static Choice create(String device, int cpuThreads, String gpuFailure, int gpuSlots) {
     boolean fallBack = !"fail".equals(gpuFailure);
     String d = device == null ? "auto" : device.trim().toLowerCase(java.util.Locale.ROOT);
     if (d.equals("cpu")) {
@@ -35,7 +41,7 @@ public final class Quantizers {
     }
     if (d.equals("auto")) {
       try {
-        return new Choice(gpu(0, cpuThreads, fallBack), "");
+        return new Choice(gpu(0, cpuThreads, fallBack, gpuSlots), "");
       } catch (IllegalStateException | LinkageError e) {
         String note = "no usable GPU (" + rootMessage(e) + "); quantizing on the CPU";
         LOG.info(note);
@@ -50,7 +56,7 @@ public final class Quantizers {
         throw new IllegalArgumentException("--device " + device + ": expected cuda:N");
       }
       try {
-        return new Choice(gpu(ordinal, cpuThreads, fallBack), "");
+        return new Choice(gpu(ordinal, cpuThreads, fallBack, gpuSlots), "");
       } catch (LinkageError e) {
         throw new IllegalStateException("--device " + device + ": the CUDA driver library could"
             + " not be loaded (" + rootMessage(e) + ")");
@@ -60,11 +66,11 @@ public final class Quantizers {
   }
 
   public static Choice create(String device, int cpuThreads) {
-    return create(device, cpuThreads, "cpu");
+    return create(device, cpuThreads, "cpu", GPU_SLOTS);
   }
 
-  private static Quantizer gpu(int ordinal, int cpuThreads, boolean fallBack) {
-    CudaQuantizer cuda = new CudaQuantizer(ordinal, GPU_BAND_BYTES, GPU_SLOTS, cpuThreads);
+  private static Quantizer gpu(int ordinal, int cpuThreads, boolean fallBack, int slots) {
+    CudaQuantizer cuda = new CudaQuantizer(ordinal, GPU_BAND_BYTES, slots, cpuThreads);
     return new FallbackQuantizer(cuda, new CpuQuantizer(cpuThreads), fallBack);
   }
 
