@@ -18,14 +18,14 @@ slots)  # (a) with 4, 8 and 16 GPU slots, one sidecar after the other
     echo "== gpu-slots $n"; python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a 2>&1 | grep "^(a)"
     pkill -f "WeightsyncCommand serve"; pkill -f "WeightsyncCommand engine"; sleep 3; rm -rf /dev/shm/ws
   done ;;
-1)
+1)  # SLOTS: --gpu-slots of the sidecar (default 4)
   nvidia-smi --query-gpu=name,uuid,memory.total,driver_version --format=csv; nproc; df -h /dev/shm | tail -1
   echo "== host path still exact: convert --device cuda"
   W convert --device cuda --input-dir $G/bf16 --output-dir /tmp/gpu-fp8 --format fp8-block 2>&1 | tail -1
   python3 $H $G/fp8 /tmp/gpu-fp8 | tail -1
   W convert --device cuda --input-dir $G/bf16 --output-dir /tmp/gpu-int4 --format int4-group --group-size 32 2>&1 | tail -1
   python3 $H $G/int4_g32 /tmp/gpu-int4 | tail -1
-  start_sidecar
+  start_sidecar --gpu-slots ${SLOTS:-4}
   echo "== CUDA IPC checks"
   python3 tools/gpu/cuda_ipc_check.py 127.0.0.1:50051 http://127.0.0.1:9464/metrics $G $H 2>&1 | tail -12
   echo "== Qwen3-4B-shaped: (a) IPC, (b) bytes, (c) pure PyTorch"
