@@ -13,7 +13,7 @@ start_sidecar() {  # extra serve flags in $@
 }
 case "${1:-1}" in
 slots)  # (a) with 4, 8 and 16 GPU slots, one sidecar after the other
-  for n in 4 8 16; do
+  for n in ${SLOTS_LIST:-4 8 16}; do
     start_sidecar --gpu-slots $n
     echo "== gpu-slots $n"; python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a 2>&1 | grep "^(a)"
     pkill -f "WeightsyncCommand serve"; pkill -f "WeightsyncCommand engine"; sleep 3; rm -rf /dev/shm/ws

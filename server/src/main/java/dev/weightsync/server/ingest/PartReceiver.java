@@ -22,6 +22,7 @@ import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.pipeline.VersionCoordinator;
+import dev.weightsync.server.stage.ShardSet;
 import dev.weightsync.server.stage.ShardSpool;
 import io.grpc.Status;
 import io.grpc.StatusException;
@@ -62,6 +63,11 @@ final class PartReceiver {
    * enough that a GPU call is mostly transfer and kernel, small enough to start early.
    */
   static final long BAND_BYTES = 16 << 20;
+  /**
+   * Files a part's outputs are spread over once it sends CUDA buckets: the GPU's slots copy
+   * results out side by side, and one file would serialize them (see ShardSet).
+   */
+  static final int BUCKET_SHARD_FILES = 8;
   /** A version names a staged folder: never "." or "..", nor a hidden (temporary) name. */
   private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}");
 
@@ -99,7 +105,7 @@ final class PartReceiver {
   private String refusedHeader;
   private FileChannel spool;
   private Path spoolPath;
-  private ShardSpool shard;
+  private ShardSet shard;
   private long spoolLength;
   private int open;
   private long bytesIn;
@@ -205,7 +211,7 @@ final class PartReceiver {
       spoolPath = part.directory().resolve("." + base + ".incoming");
       spool = FileChannel.open(spoolPath, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
           StandardOpenOption.WRITE);
-      shard = new ShardSpool(part.directory().resolve(base + ".safetensors"));
+      shard = new ShardSet(part.directory(), base);
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot create staging files: " + e.getMessage())
           .asException();
@@ -442,6 +448,7 @@ final class PartReceiver {
     try {
       if (ipc == null) {
         ipc = reader.openSession();
+        shard.spread(BUCKET_SHARD_FILES);
       }
       QuantError e = ipc.quantizeBucket(b.getIpcHandle().toByteArray(), b.getHandleOffset(),
           length, refs, shard);
@@ -531,15 +538,16 @@ final class PartReceiver {
     }
     quantizeSeconds += (System.nanoTime() - start) / 1e9;
     closeIpc();
+    List<ShardSpool> shards;
     try {
-      shard.finish();
+      shards = shard.finish();
       spool.close();
       Files.deleteIfExists(spoolPath);
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot finish the staged shard: " + e.getMessage())
           .asException();
     }
-    return new PartResult(part.index(), shard, List.copyOf(plans), bytesIn, shard.dataLength(),
+    return new PartResult(part.index(), shards, List.copyOf(plans), bytesIn, shard.dataLength(),
         error, quantizeSeconds, relayed, relayedConfig);
   }
 
@@ -568,8 +576,7 @@ final class PartReceiver {
         Files.deleteIfExists(spoolPath);
       }
       if (shard != null) {
-        shard.close();
-        Files.deleteIfExists(shard.path());
+        shard.delete();
       }
     } catch (IOException e) {
       // the version's folder is deleted as a whole if the version aborts

@@ -7,9 +7,10 @@ import dev.weightsync.server.stage.ShardSpool;
 import java.util.List;
 
 /**
- * What one committed part contributes to its version. A {@code relayed} part arrived already
+ * What one committed part contributes to its version: its finished shard files, its plans. A
+ * {@code relayed} part arrived already
  * quantized, with its {@code quantization_config} ({@code relayedConfig}, null for none).
  */
-public record PartResult(int partIndex, ShardSpool shard, List<TensorPlan> plans, long bytesIn,
-    long bytesOut, QuantError error, double quantizeSeconds, boolean relayed,
+public record PartResult(int partIndex, List<ShardSpool> shards, List<TensorPlan> plans,
+    long bytesIn, long bytesOut, QuantError error, double quantizeSeconds, boolean relayed,
     ObjectNode relayedConfig) {}

@@ -319,12 +319,12 @@ public final class VersionCoordinator implements AutoCloseable {
       QuantError error = QuantError.NONE;
       for (PartResult p : parts) {
         plans.addAll(p.plans());
-        shards.add(p.shard());
+        shards.addAll(p.shards());
         bytesIn += p.bytesIn();
         bytesOut += p.bytesOut();
         error = error.plus(p.error());
         quantizeSeconds += p.quantizeSeconds();
-        tensorsOut += p.shard().tensors().size();
+        tensorsOut += p.shards().stream().mapToInt(s -> s.tensors().size()).sum();
         if (p.relayed()) {
           relayedConfigs.add(p.relayedConfig());
         }

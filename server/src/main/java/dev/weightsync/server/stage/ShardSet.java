@@ -1,0 +1,97 @@
+package dev.weightsync.server.stage;
+
+import dev.weightsync.core.tensor.TensorSink;
+import dev.weightsync.core.tensor.TensorSpec;
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The staged shards of one part: one file, or several once {@link #spread} is asked for. Linux
+ * adds a file's pages under a lock of that file, so many threads copying results into one file
+ * (a GPU's slots reading CUDA buckets) queue on it; spread over several files they do not. Each
+ * tensor's outputs go whole into the file holding the fewest bytes.
+ */
+public final class ShardSet implements TensorSink, Closeable {
+
+  private final Path directory;
+  private final String base;
+  private final List<ShardSpool> spools = new ArrayList<>();
+  private final Map<String, ShardSpool> byTensor = new ConcurrentHashMap<>();
+
+  /** A set of one shard, {@code directory/base.safetensors}. */
+  public ShardSet(Path directory, String base) throws IOException {
+    this.directory = directory;
+    this.base = base;
+    spools.add(new ShardSpool(directory.resolve(base + ".safetensors")));
+  }
+
+  /** From now on spreads tensors over {@code files} files ({@code base-2.safetensors}...). */
+  public synchronized void spread(int files) throws IOException {
+    while (spools.size() < files) {
+      spools.add(new ShardSpool(directory.resolve(base + "-" + (spools.size() + 1)
+          + ".safetensors")));
+    }
+  }
+
+  /** Reserves regions for one tensor's outputs, all in one file. */
+  public synchronized void allocate(List<TensorSpec> outputs) {
+    ShardSpool s = spools.stream().min(Comparator.comparingLong(ShardSpool::dataLength))
+        .orElseThrow();
+    s.allocate(outputs);
+    for (TensorSpec t : outputs) {
+      byTensor.put(t.name(), s);
+    }
+  }
+
+  @Override
+  public void write(String name, long offset, ByteBuffer data) throws IOException {
+    ShardSpool s = byTensor.get(name);
+    if (s == null) {
+      throw new IllegalArgumentException("tensor '" + name + "' is not staged in " + base);
+    }
+    s.write(name, offset, data);
+  }
+
+  /** Bytes of tensor data in all files. */
+  public synchronized long dataLength() {
+    return spools.stream().mapToLong(ShardSpool::dataLength).sum();
+  }
+
+  /** Finishes every file that holds a tensor and deletes the others; returns those kept. */
+  public synchronized List<ShardSpool> finish() throws IOException {
+    List<ShardSpool> kept = new ArrayList<>();
+    for (ShardSpool s : spools) {
+      if (s.tensors().isEmpty() && s != spools.get(0)) {
+        s.close();
+        Files.deleteIfExists(s.path());
+      } else {
+        s.finish();
+        kept.add(s);
+      }
+    }
+    return List.copyOf(kept);
+  }
+
+  /** Closes and deletes every file (the part failed). */
+  public synchronized void delete() throws IOException {
+    for (ShardSpool s : spools) {
+      s.close();
+      Files.deleteIfExists(s.path());
+    }
+  }
+
+  @Override
+  public synchronized void close() throws IOException {
+    for (ShardSpool s : spools) {
+      s.close();
+    }
+  }
+}
