@@ -92,6 +92,13 @@ class PythonClientIT {
     }
   }
 
+  @Test
+  void bucketsAndStreamSplitsArePackedAsDocumented() throws Exception {
+    Launcher.Result r = python("tests/test_buckets.py");
+    assertThat(r.exitCode()).as(r.stdout() + r.stderr()).isZero();
+    assertThat(r.stdout()).contains("buckets ok");
+  }
+
   private interface Call<T> {
     T run() throws Exception;
   }
