@@ -9,18 +9,12 @@ import dev.weightsync.proto.v1.CudaBucket;
 import dev.weightsync.proto.v1.CudaTensor;
 import dev.weightsync.proto.v1.UpdateWeightsCudaReply;
 import dev.weightsync.proto.v1.UpdateWeightsRequest;
-import dev.weightsync.proto.v1.WeightSyncGrpc;
-import io.grpc.ManagedChannel;
 import io.grpc.Status;
-import io.grpc.netty.NettyChannelBuilder;
-import io.grpc.stub.StreamObserver;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -51,44 +45,10 @@ class CudaIpcProtocolIT {
     return t.build();
   }
 
-  /** Sends the messages on UpdateWeightsCuda; returns the replies and the final status. */
-  private record Outcome(List<UpdateWeightsCudaReply> replies, Status status) {}
-
-  private static Outcome sendCuda(int port, List<UpdateWeightsRequest> messages) throws Exception {
-    ManagedChannel channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
-        .maxInboundMessageSize(8 << 20).build();
-    try {
-      List<UpdateWeightsCudaReply> replies = new ArrayList<>();
-      CompletableFuture<Status> done = new CompletableFuture<>();
-      StreamObserver<UpdateWeightsRequest> out = WeightSyncGrpc.newStub(channel)
-          .updateWeightsCuda(new StreamObserver<>() {
-            @Override
-            public void onNext(UpdateWeightsCudaReply r) {
-              synchronized (replies) {
-                replies.add(r);
-              }
-            }
-
-            @Override
-            public void onError(Throwable t) {
-              done.complete(Status.fromThrowable(t));
-            }
-
-            @Override
-            public void onCompleted() {
-              done.complete(Status.OK);
-            }
-          });
-      for (UpdateWeightsRequest m : messages) {
-        out.onNext(m);
-      }
-      out.onCompleted();
-      Status s = done.get(60, TimeUnit.SECONDS);
-      synchronized (replies) {
-        return new Outcome(List.copyOf(replies), s);
-      }
-    } finally {
-      channel.shutdownNow();
+  private static RawStream.Outcome<UpdateWeightsCudaReply> sendCuda(int port,
+      List<UpdateWeightsRequest> messages) throws Exception {
+    try (RawStream raw = new RawStream(port)) {
+      return raw.sendCuda(messages);
     }
   }
 
@@ -118,7 +78,7 @@ class CudaIpcProtocolIT {
       for (Object[] c : cases) {
         @SuppressWarnings("unchecked")
         List<UpdateWeightsRequest> messages = (List<UpdateWeightsRequest>) c[0];
-        Outcome o = sendCuda(port, messages);
+        var o = sendCuda(port, messages);
         assertThat(o.status().getCode()).as(String.valueOf(c[1]))
             .isEqualTo(Status.Code.INVALID_ARGUMENT);
         assertThat(o.status().getDescription()).contains((String) c[1]);
@@ -140,7 +100,7 @@ class CudaIpcProtocolIT {
   void aSidecarWithoutTheGpuRefusesBucketsAndTakesBytes() throws Exception {
     try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block", "device", "cpu"));
         CheckpointFolder golden = CheckpointFolder.open(Launcher.golden("bf16"))) {
-      Outcome o = sendCuda(h.sidecar.port(), withHeader("c1", bucket(0, 64, 1 << 20,
+      var o = sendCuda(h.sidecar.port(), withHeader("c1", bucket(0, 64, 1 << 20,
           tensor("model.layers.0.mlp.up_proj.weight", 0, 256, 256))));
       assertThat(o.status().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION);
       assertThat(o.status().getDescription())
@@ -158,7 +118,7 @@ class CudaIpcProtocolIT {
         bytes += data.length;
       }
       messages.add(RawStream.commit(golden.tensors().size(), bytes));
-      Outcome ok = sendCuda(h.sidecar.port(), messages);
+      var ok = sendCuda(h.sidecar.port(), messages);
       assertThat(ok.status().isOk()).as(ok.status().toString()).isTrue();
       assertThat(ok.replies()).singleElement().satisfies(r -> {
         assertThat(r.hasResult()).isTrue();

@@ -5,6 +5,7 @@ import dev.weightsync.proto.v1.Commit;
 import dev.weightsync.proto.v1.Format;
 import dev.weightsync.proto.v1.Header;
 import dev.weightsync.proto.v1.TensorChunk;
+import dev.weightsync.proto.v1.UpdateWeightsCudaReply;
 import dev.weightsync.proto.v1.UpdateWeightsRequest;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
@@ -22,7 +23,8 @@ final class RawStream implements AutoCloseable {
   private final ManagedChannel channel;
 
   RawStream(int port) {
-    channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+    channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
+        .maxInboundMessageSize(8 << 20).build();
   }
 
   static UpdateWeightsRequest header(String version, int part, int parts) {
@@ -56,26 +58,52 @@ final class RawStream implements AutoCloseable {
         .setCommit(Commit.newBuilder().setTensorCount(tensors).setTotalBytes(bytes)).build();
   }
 
+  /** The replies a stream got (oldest first) and how it ended. */
+  record Outcome<T>(List<T> replies, Status status) {}
+
+  /** Collects replies and the final status of a call. */
+  private static final class Replies<T> implements StreamObserver<T> {
+    final List<T> replies = new java.util.concurrent.CopyOnWriteArrayList<>();
+    final CompletableFuture<Status> done = new CompletableFuture<>();
+
+    @Override
+    public void onNext(T value) {
+      replies.add(value);
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      done.complete(Status.fromThrowable(t));
+    }
+
+    @Override
+    public void onCompleted() {
+      done.complete(Status.OK);
+    }
+
+    Outcome<T> await() throws Exception {
+      Status s = done.get(60, TimeUnit.SECONDS);
+      return new Outcome<>(List.copyOf(replies), s);
+    }
+  }
+
+  /** Sends the messages on UpdateWeightsCuda and completes the stream. */
+  Outcome<UpdateWeightsCudaReply> sendCuda(List<UpdateWeightsRequest> messages) throws Exception {
+    Replies<UpdateWeightsCudaReply> replies = new Replies<>();
+    StreamObserver<UpdateWeightsRequest> out = WeightSyncGrpc.newStub(channel)
+        .updateWeightsCuda(replies);
+    messages.forEach(out::onNext);
+    out.onCompleted();
+    return replies.await();
+  }
+
   /** Sends the messages; then completes the stream, or cancels it when {@code cancel}. */
   Status send(List<UpdateWeightsRequest> messages, boolean complete, boolean cancel)
       throws Exception {
-    CompletableFuture<Status> done = new CompletableFuture<>();
+    Replies<UpdateWeightsResponse> replies = new Replies<>();
     var call = channel.newCall(WeightSyncGrpc.getUpdateWeightsMethod(), io.grpc.CallOptions.DEFAULT);
-    StreamObserver<UpdateWeightsRequest> out = io.grpc.stub.ClientCalls.asyncClientStreamingCall(
-        call, new StreamObserver<UpdateWeightsResponse>() {
-          @Override
-          public void onNext(UpdateWeightsResponse value) {}
-
-          @Override
-          public void onError(Throwable t) {
-            done.complete(Status.fromThrowable(t));
-          }
-
-          @Override
-          public void onCompleted() {
-            done.complete(Status.OK);
-          }
-        });
+    StreamObserver<UpdateWeightsRequest> out =
+        io.grpc.stub.ClientCalls.asyncClientStreamingCall(call, replies);
     for (UpdateWeightsRequest m : messages) {
       out.onNext(m);
     }
@@ -85,7 +113,7 @@ final class RawStream implements AutoCloseable {
     } else if (complete) {
       out.onCompleted();
     }
-    return done.get(30, TimeUnit.SECONDS);
+    return replies.await().status();
   }
 
   @Override
