@@ -294,16 +294,27 @@ final class PartReceiver {
     long rowBytes = t.spec.cols() * t.spec.dtype().byteSize();
     long first = t.rowsStarted;
     t.rowsStarted += rows;
+    submit(() -> quantizing.submit(t.plan, RowBand.of(t.plan, first, rows),
+        FileRegionSource.of(spool, t.spoolStart + first * rowBytes, rows * rowBytes,
+            t.spec.name()), shard));
+  }
+
+  /** Work handed to the quantizer queue, which may first wait for earlier work to finish. */
+  private interface Submission {
+    void run() throws IOException;
+  }
+
+  /** Runs {@code s}, counting the time ingest waited for the quantizer and mapping its errors. */
+  private void submit(Submission s) throws StatusException {
     long start = System.nanoTime();
     try {
-      quantizing.submit(t.plan, RowBand.of(t.plan, first, rows), FileRegionSource.of(spool,
-          t.spoolStart + first * rowBytes, rows * rowBytes, t.spec.name()), shard);
+      s.run();
     } catch (NonFiniteWeightException e) {
       throw invalid(e.getMessage());
     } catch (IOException | RuntimeException e) {
       throw quantizingFailed(e);
     }
-    quantizeSeconds += (System.nanoTime() - start) / 1e9; // the time ingest waited for it
+    quantizeSeconds += (System.nanoTime() - start) / 1e9;
   }
 
   private Incoming tensor(TensorChunk c) throws StatusException {
@@ -488,16 +499,8 @@ final class PartReceiver {
       }
       return;
     }
-    long start = System.nanoTime();
-    try {
-      quantizing.submit(t.plan,
-          FileRegionSource.of(spool, t.spoolStart, t.spec.byteLength(), t.spec.name()), shard);
-    } catch (NonFiniteWeightException e) {
-      throw invalid(e.getMessage());
-    } catch (IOException | RuntimeException e) {
-      throw quantizingFailed(e);
-    }
-    quantizeSeconds += (System.nanoTime() - start) / 1e9; // the time ingest waited for it
+    submit(() -> quantizing.submit(t.plan,
+        FileRegionSource.of(spool, t.spoolStart, t.spec.byteLength(), t.spec.name()), shard));
   }
 
   private static StatusException quantizingFailed(Exception e) {
