@@ -7,7 +7,6 @@ import dev.weightsync.proto.v1.VersionProgress;
 import io.grpc.StatusRuntimeException;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
 
 /** {@code weightsync status}: what a sidecar is doing. */
 @Command(name = "status", mixinStandardHelpOptions = true, description = "Show a sidecar's state.")
