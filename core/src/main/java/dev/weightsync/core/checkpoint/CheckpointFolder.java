@@ -151,6 +151,10 @@ public final class CheckpointFolder implements Closeable {
     return file(name).spec(name);
   }
 
+  public boolean contains(String name) {
+    return fileOf.containsKey(name);
+  }
+
   private SafetensorsFile file(String name) {
     SafetensorsFile f = fileOf.get(name);
     if (f == null) {
