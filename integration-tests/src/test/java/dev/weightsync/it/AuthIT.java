@@ -64,8 +64,7 @@ class AuthIT {
       Launcher.Result none = Launcher.weightsync("status", "--target", target);
       assertThat(none.exitCode()).isNotZero();
       assertThat(none.stderr()).contains("UNAUTHENTICATED");
-      if (Launcher.run(List.of("/usr/bin/python3", "-c", "import grpc"), 30).exitCode() == 0) {
-        Launcher.run(List.of("bash", Launcher.root().resolve("client/python/generate_stubs.sh").toString()), 60);
+      if (PythonClientIT.available()) {
         Launcher.Result py = Launcher.run(List.of("/usr/bin/python3", "-c",
             "import sys; sys.path.insert(0, '" + Launcher.root().resolve("client/python") + "');"
                 + " import weightsync_client as ws;"

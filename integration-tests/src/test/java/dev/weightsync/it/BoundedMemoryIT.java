@@ -58,7 +58,7 @@ class BoundedMemoryIT {
         "--format", "fp8-block", "--staging-dir", tmp.resolve("staging").toString(),
         "--threads", "2").redirectErrorStream(true).redirectOutput(log.toFile());
     pb.environment().put("WEIGHTSYNC_JAVA_OPTS", "-Xmx64m -XX:MaxDirectMemorySize=64m");
-    Process serve = pb.start();
+    Process serve = Launcher.start(pb);
     try {
       Launcher.awaitPort(grpcPort, serve, log);
       Launcher.Result push = Launcher.weightsync("push", "--target", "127.0.0.1:" + grpcPort,

@@ -118,7 +118,7 @@ class ChunkingIT {
       messages.add(RawStream.commit(weights.size(), bytes));
       Status s = raw.send(messages, true, false);
       assertThat(s.isOk()).as(s.toString()).isTrue();
-      Launcher.Result cmp = Launcher.hfcmp(expected, h.staging.resolve("chunky"));
+      Launcher.Result cmp = Launcher.compare(expected, h.staging.resolve("chunky"));
       assertThat(cmp.exitCode()).as(cmp.stdout()).isZero();
 
       // A NaN in the second band of the big tensor: reported at its index in the whole tensor.

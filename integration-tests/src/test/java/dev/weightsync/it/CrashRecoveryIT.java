@@ -31,11 +31,11 @@ class CrashRecoveryIT {
   }
 
   private Process serve(int port, String engineUrl, Path log) throws Exception {
-    Process p = new ProcessBuilder(Launcher.root().resolve("bin/weightsync").toString(), "serve",
+    Process p = Launcher.start(new ProcessBuilder(Launcher.root().resolve("bin/weightsync").toString(), "serve",
         "--port", String.valueOf(port), "--metrics-port", "-1", "--device", "cpu",
         "--staging-dir", tmp.resolve("staging").toString(), "--sglang-url", engineUrl)
         .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
-        .start();
+        );
     Launcher.awaitPort(port, p, log);
     return p;
   }
@@ -86,7 +86,7 @@ class CrashRecoveryIT {
           List<String> names = s.map(p -> p.getFileName().toString()).toList();
           assertThat(names).noneMatch(n -> n.startsWith(".tmp-")); // leftovers removed at start
           for (String n : names.stream().filter(n -> !n.startsWith(".")).toList()) {
-            assertThat(Launcher.hfcmp(Launcher.golden("fp8"), tmp.resolve("staging").resolve(n))
+            assertThat(Launcher.compare(Launcher.golden("fp8"), tmp.resolve("staging").resolve(n))
                 .exitCode()).as("staged version " + n + " is complete").isZero();
           }
         }

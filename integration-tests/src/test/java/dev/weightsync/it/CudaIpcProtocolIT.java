@@ -124,7 +124,7 @@ class CudaIpcProtocolIT {
         assertThat(r.hasResult()).isTrue();
         assertThat(r.getResult().getWeightVersion()).isEqualTo("c2");
       });
-      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), h.staging.resolve("c2")).exitCode())
+      assertThat(Launcher.compare(Launcher.golden("fp8"), h.staging.resolve("c2")).exitCode())
           .isZero();
     }
   }

@@ -1,7 +1,6 @@
 package dev.weightsync.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.weightsync.client.WeightSyncClient;
 import dev.weightsync.proto.v1.EngineOutcome;
@@ -24,8 +23,8 @@ class DockerImageIT {
 
   @Test
   void theImageServesAPushAsItsNonRootUser() throws Exception {
-    assumeTrue(DockerClientFactory.instance().isDockerAvailable(),
-        "skipped: no Docker engine on this machine (CI has none either); the processes inside the"
+    Tools.require(Tools.DOCKER, DockerClientFactory.instance().isDockerAvailable(),
+        "no Docker engine on this machine (CI has none either); the processes inside the"
             + " image are covered by ProcessesIT and HealthIT");
     ImageFromDockerfile image = new ImageFromDockerfile("weightsync-it", true)
         .withFileFromPath(".", Launcher.root())

@@ -1,7 +1,6 @@
 package dev.weightsync.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.weightsync.server.Sidecar;
@@ -58,9 +57,10 @@ class KubernetesManifestsIT {
   }
 
   private static Rendered render(String overlay) throws Exception {
-    assumeTrue(Files.isExecutable(Path.of("/usr/bin/kubectl"))
+    Tools.require(Tools.KUBECTL, Files.isExecutable(Path.of("/usr/bin/kubectl"))
             || Launcher.run(List.of("sh", "-c", "command -v kubectl"), 10).exitCode() == 0,
-        "skipped: kubectl (with kustomize) is not installed; the machine image and CI have it");
+        "kubectl (with kustomize) is not installed: it is no Debian package; install it from"
+            + " the Kubernetes project's releases to render the overlays (this machine image has it)");
     Launcher.Result r = Launcher.run(List.of("kubectl", "kustomize",
         Launcher.root().resolve("k8s/overlays/" + overlay).toString()), 60);
     assertThat(r.exitCode()).as(r.stderr()).isZero();

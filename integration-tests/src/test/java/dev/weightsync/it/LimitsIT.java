@@ -40,7 +40,7 @@ class LimitsIT {
   @Test
   void tensorVersionAndCountLimits() throws Exception {
     assertRefused(Map.of("max-tensor-bytes", "1KiB"), "max-tensor-bytes", "over the 1024-byte limit");
-    assertRefused(Map.of("max-version-bytes", "1MB"), "max-version-bytes");
+    assertRefused(Map.of("max-version-bytes", "256KB"), "max-version-bytes");
     assertRefused(Map.of("max-tensors", 3), "max-tensors", "3 tensors");
   }
 

@@ -25,7 +25,7 @@ class ProcessesIT {
     List<String> cmd = new java.util.ArrayList<>();
     cmd.add(Launcher.root().resolve("bin/weightsync").toString());
     cmd.addAll(List.of(args));
-    return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    return Launcher.start(new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()));
   }
 
   @Test
@@ -48,7 +48,7 @@ class ProcessesIT {
           Launcher.golden("bf16").toString(), "--version", "42");
       assertThat(push.exitCode()).as(push.stderr()).isZero();
       assertThat(push.stdout()).contains("LOADED, serving '42'");
-      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), tmp.resolve("staging/42")).exitCode()).isZero();
+      assertThat(Launcher.compare(Launcher.golden("fp8"), tmp.resolve("staging/42")).exitCode()).isZero();
 
       Launcher.Result status = Launcher.weightsync("status", "--target", target);
       assertThat(status.exitCode()).isZero();

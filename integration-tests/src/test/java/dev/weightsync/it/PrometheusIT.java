@@ -4,7 +4,6 @@ import static dev.weightsync.it.RawStream.chunk;
 import static dev.weightsync.it.RawStream.commit;
 import static dev.weightsync.it.RawStream.header;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -40,8 +39,8 @@ class PrometheusIT {
   @Test
   void prometheusSeesEveryUpdateAndWhyItFailed() throws Exception {
     Path prometheus = Path.of("/usr/bin/prometheus");
-    assumeTrue(Files.isExecutable(prometheus),
-        "skipped: no /usr/bin/prometheus (apt-get install prometheus; .ci/run does)");
+    Tools.require(Tools.PROMETHEUS, Files.isExecutable(prometheus),
+        "no /usr/bin/prometheus (apt-get install prometheus; .ci/run does)");
     try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block", "metrics-port", 0))) {
       int promPort;
       try (ServerSocket s = new ServerSocket(0)) {
@@ -51,10 +50,10 @@ class PrometheusIT {
       Files.writeString(config, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
           + "scrape_configs:\n  - job_name: weightsync\n    static_configs:\n"
           + "      - targets: ['127.0.0.1:" + h.sidecar.httpPort() + "']\n");
-      Process prom = new ProcessBuilder(prometheus.toString(), "--config.file=" + config,
+      Process prom = Launcher.start(new ProcessBuilder(prometheus.toString(), "--config.file=" + config,
           "--storage.tsdb.path=" + tmp.resolve("tsdb"),
           "--web.listen-address=127.0.0.1:" + promPort)
-          .redirectErrorStream(true).redirectOutput(tmp.resolve("prometheus.log").toFile()).start();
+          .redirectErrorStream(true).redirectOutput(tmp.resolve("prometheus.log").toFile()));
       try {
         String api = "http://127.0.0.1:" + promPort;
         double successSeconds = 0;
@@ -92,9 +91,11 @@ class PrometheusIT {
               + "\",outcome=\"success\"}")).as(phase).isEqualTo(3);
         }
         assertThat(value(api, "weightsync_engine_failures_total{reason=\"load\"}")).isEqualTo(1);
-        assertThat(value(api, "weightsync_ingest_bytes_total")).isEqualTo(4 * 4636416 + 64);
-        assertThat(value(api, "weightsync_output_bytes_total")).isEqualTo(4 * 2833608);
-        assertThat(value(api, "weightsync_tensors_total{direction=\"in\"}")).isEqualTo(4 * 35);
+        Launcher.Counts in = Launcher.counts(Launcher.golden("bf16"));
+        Launcher.Counts out = Launcher.counts(Launcher.golden("fp8"));
+        assertThat(value(api, "weightsync_ingest_bytes_total")).isEqualTo(4 * in.bytes() + 64);
+        assertThat(value(api, "weightsync_output_bytes_total")).isEqualTo(4 * out.bytes());
+        assertThat(value(api, "weightsync_tensors_total{direction=\"in\"}")).isEqualTo(4 * in.tensors());
         assertThat(value(api, "weightsync_weight_version")).isEqualTo(3);
         assertThat(value(api, "weightsync_quantizer_device{device=\"cpu\"}")).isEqualTo(1);
         assertThat(value(api, "weightsync_updates_in_flight")).isZero();

@@ -109,7 +109,7 @@ class RelayPolicyIT {
     assertThat(next.getEnginesList()).allMatch(e -> e.getOutcome() == EngineOutcome.LOADED);
     assertThat(engines).allMatch(e -> e.weightVersion().equals("9"));
     assertThat(client.status().getEnginesList()).noneMatch(EngineStatus::getOutOfDate);
-    assertThat(Launcher.hfcmp(Launcher.golden("fp8"), tmp.resolve("engine-1/9")).exitCode())
+    assertThat(Launcher.compare(Launcher.golden("fp8"), tmp.resolve("engine-1/9")).exitCode())
         .isZero();
   }
 

@@ -52,8 +52,8 @@ class RelayProcessesIT {
     List<String> cmd = new ArrayList<>();
     cmd.add(Launcher.root().resolve("bin/weightsync").toString());
     cmd.addAll(args);
-    return new ProcessBuilder(cmd).redirectErrorStream(true)
-        .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+    return Launcher.start(new ProcessBuilder(cmd).redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())));
   }
 
   private Process startEngineSide(int i) throws Exception {
@@ -155,7 +155,7 @@ class RelayProcessesIT {
     }
     for (int i = 0; i < 3; i++) {
       assertThat(engines.get(i).weightVersion()).isEqualTo("1");
-      Launcher.Result cmp = Launcher.hfcmp(Launcher.golden("fp8"), tmp.resolve("engine-" + i + "/1"));
+      Launcher.Result cmp = Launcher.compare(Launcher.golden("fp8"), tmp.resolve("engine-" + i + "/1"));
       assertThat(cmp.exitCode()).as(cmp.stdout() + cmp.stderr()).isZero();
     }
     // The trainer side quantized its part once and relayed 1 byte per FP8 weight, not 2.

@@ -40,9 +40,9 @@ class SidecarEndToEndIT {
       assertThat(load.get("model_path").asText()).isEqualTo(r.getStagedPath());
       assertThat(h.engine.paused()).isFalse();
       assertThat(h.engine.weightVersion()).isEqualTo("100");
-      assertThat(r.getTensorsIn()).isEqualTo(35);
-      assertThat(r.getTensorsOut()).isEqualTo(58);
-      Launcher.Result cmp = Launcher.hfcmp(Launcher.golden("fp8"), Path.of(r.getStagedPath()));
+      assertThat(r.getTensorsIn()).isEqualTo(Launcher.counts(Launcher.golden("bf16")).tensors());
+      assertThat(r.getTensorsOut()).isEqualTo(Launcher.counts(Launcher.golden("fp8")).tensors());
+      Launcher.Result cmp = Launcher.compare(Launcher.golden("fp8"), Path.of(r.getStagedPath()));
       assertThat(cmp.exitCode()).as(cmp.stdout()).isZero();
       assertThat(h.stagingEntries()).containsExactly("100");
     }
@@ -52,7 +52,7 @@ class SidecarEndToEndIT {
   void int4GroupOutputEqualsTheGoldenInt4Folder() throws Exception {
     try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "int4-group"))) {
       UpdateWeightsResponse r = h.client.pushFolder(Launcher.golden("bf16"), "v1", 0, 1);
-      Launcher.Result cmp = Launcher.hfcmp(Launcher.golden("int4_g128"), Path.of(r.getStagedPath()));
+      Launcher.Result cmp = Launcher.compare(Launcher.golden("int4_g128"), Path.of(r.getStagedPath()));
       assertThat(cmp.exitCode()).as(cmp.stdout()).isZero();
     }
   }
@@ -77,7 +77,7 @@ class SidecarEndToEndIT {
       assertThat(r0.getPartIndex()).isZero();
       assertThat(r1.getPartIndex()).isEqualTo(1);
       assertThat(h.engine.routes()).isEqualTo(SGLANG_SEQUENCE);
-      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), Path.of(r0.getStagedPath())).exitCode()).isZero();
+      assertThat(Launcher.compare(Launcher.golden("fp8"), Path.of(r0.getStagedPath())).exitCode()).isZero();
     }
   }
 
@@ -87,8 +87,8 @@ class SidecarEndToEndIT {
     try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"));
         CheckpointFolder golden = CheckpointFolder.open(Launcher.golden("bf16"))) {
       UpdateWeightsResponse r = h.client.pushFolderParallel(Launcher.golden("bf16"), "par-1", 3);
-      assertThat(r.getTensorsIn()).isEqualTo(35);
-      assertThat(Launcher.hfcmp(Launcher.golden("fp8"), Path.of(r.getStagedPath())).exitCode())
+      assertThat(r.getTensorsIn()).isEqualTo(Launcher.counts(Launcher.golden("bf16")).tensors());
+      assertThat(Launcher.compare(Launcher.golden("fp8"), Path.of(r.getStagedPath())).exitCode())
           .isZero();
       assertThat(h.engine.weightVersion()).isEqualTo("par-1");
 
@@ -134,7 +134,7 @@ class SidecarEndToEndIT {
         "sglang-admin-key", "s3cret"), "s3cret")) {
       UpdateWeightsResponse r = h.client.pushFolder(Launcher.golden("bf16"), "9", 0, 1);
       assertThat(r.getEngines(0).getOutcome()).isEqualTo(EngineOutcome.LOADED);
-      assertThat(Launcher.hfcmp(Launcher.golden("fp8_ue8m0"), Path.of(r.getStagedPath())).exitCode())
+      assertThat(Launcher.compare(Launcher.golden("fp8_ue8m0"), Path.of(r.getStagedPath())).exitCode())
           .isZero();
     }
   }

@@ -151,7 +151,7 @@ class TlsIT {
     PythonClientIT.stubs();
     try (SidecarHarness h = harness(true, Map.of())) {
       Launcher.Result r = Launcher.run(List.of(PythonClientIT.PY,
-          Launcher.root().resolve("client/python/tests/test_tls_push.py").toString(),
+          Launcher.root().resolve("client/python/e2e/push_tls.py").toString(),
           "127.0.0.1:" + h.sidecar.port(), p("ca.pem").toString(), p("client.pem").toString(),
           p("client.key").toString()), 120);
       assertThat(r.exitCode()).as(r.stdout() + r.stderr()).isZero();
