@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Generates the protobuf message classes for the Python client from the project's proto, with the
-# protoc on PATH (Debian's protobuf-compiler matches Debian's python3-protobuf). Service calls go
-# through grpc.Channel.stream_unary, so no grpc_tools plugin is needed.
+# Regenerates the protobuf message classes that ship in the package (weightsync_client/_generated)
+# after a change to the proto, with the protoc on PATH (Debian's protobuf-compiler 3.21: its output
+# runs on protobuf 4.21 and newer, which is why the package requires protobuf>=4.21). Commit the
+# result; tests/test_generated.py fails while it is stale. Service calls go through
+# grpc.Channel.stream_unary, so no grpc_tools plugin is needed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 proto_root="$here/../../proto/src/main/proto"

@@ -8,7 +8,7 @@ Prints the response's staged path and each engine's outcome; exits 1 with the st
 """
 import json, os, struct, sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import weightsync_client as ws  # noqa: E402
 
 

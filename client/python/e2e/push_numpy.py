@@ -3,7 +3,7 @@
 same over parallel streams (streams=3): a NaN in one part fails the version with that part's error
 and leaves the engine on the last good version.
 
-usage: test_numpy_push.py TARGET   (prints 'numpy push ok' and exits 0 when both behave)
+usage: push_numpy.py TARGET   (prints 'numpy push ok' and exits 0 when both behave)
 """
 import os, sys
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pushes over mutual TLS: refused without a client certificate, loaded with one.
 
-usage: test_tls_push.py TARGET CA CERT KEY   (prints 'tls push ok' and exits 0 when both behave)
+usage: push_tls.py TARGET CA CERT KEY   (prints 'tls push ok' and exits 0 when both behave)
 """
 import os, sys
 
