@@ -194,12 +194,19 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--staging-reserve", description = "Free space the staging filesystem keeps; tensors that would use it are refused (default 256MiB).")
   String stagingReserve;
 
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
   @Option(names = "--check-config", description = "Load and validate the configuration (file, environment, flags), print it and exit.")
   boolean checkConfig;
 
   @Override
   public Integer call() throws Exception {
-    SidecarConfig cfg = ConfigLoader.load(config, System.getenv(), flags());
+    SidecarConfig cfg;
+    try {
+      cfg = ConfigLoader.load(config, System.getenv(), flags());
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+    }
     if (checkConfig) {
       System.out.println("configuration OK: " + cfg);
       return 0;

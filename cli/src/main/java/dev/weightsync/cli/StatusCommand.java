@@ -32,7 +32,7 @@ final class StatusCommand implements Callable<Integer> {
       }
       return 0;
     } catch (StatusRuntimeException e) {
-      System.err.println("error: " + e.getStatus().getCode() + ": " + e.getStatus().getDescription());
+      System.err.println("error: " + CallErrors.describe(sidecar.target, e));
       return 1;
     }
   }

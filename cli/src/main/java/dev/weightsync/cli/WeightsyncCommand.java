@@ -15,9 +15,11 @@ public final class WeightsyncCommand implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
+  /** No command given: the usage, on stderr, as a usage error. */
   @Override
   public void run() {
     spec.commandLine().usage(System.err);
+    throw new CommandLine.ParameterException(spec.commandLine(), "no command given");
   }
 
   public static void main(String[] args) {
@@ -32,7 +34,20 @@ public final class WeightsyncCommand implements Runnable {
   /** The command line with the error handling every subcommand shares. */
   static CommandLine newCommandLine() {
     CommandLine cl = new CommandLine(new WeightsyncCommand());
+    // A usage error (a bad flag, a missing argument, an impossible count, a bad config value):
+    // one line naming it and where to look, exit 2, no wall of usage text.
+    cl.setParameterExceptionHandler((ex, args) -> {
+      CommandLine line = ex.getCommandLine();
+      line.getErr().println("error: " + ex.getMessage());
+      if (!"no command given".equals(ex.getMessage())) {
+        line.getErr().println("(see '" + line.getCommandSpec().qualifiedName() + " --help')");
+      }
+      return 2;
+    });
     cl.setExecutionExceptionHandler((ex, line, parseResult) -> {
+      if (ex instanceof CommandLine.ParameterException pe) {
+        return line.getParameterExceptionHandler().handleParseException(pe, new String[0]);
+      }
       line.getErr().println("error: " + ex.getMessage());
       if (System.getenv("WEIGHTSYNC_DEBUG") != null) {
         ex.printStackTrace(line.getErr());

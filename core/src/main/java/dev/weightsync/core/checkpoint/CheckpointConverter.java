@@ -1,6 +1,8 @@
 package dev.weightsync.core.checkpoint;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.weightsync.core.quant.AlreadyQuantized;
+import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.QuantQueue;
 import dev.weightsync.core.quant.QuantScheme;
@@ -14,7 +16,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Converts a BF16 checkpoint folder into a quantized one (the offline {@code convert} job). The
@@ -52,6 +56,7 @@ public final class CheckpointConverter {
    */
   public Result convert(Path inputDir, Path outputDir, boolean replace, Progress progress)
       throws IOException {
+    refuseOverlap(inputDir, outputDir);
     if (Files.exists(outputDir) && !Files.isDirectory(outputDir)) {
       throw new IOException(outputDir + ": exists and is not a folder");
     }
@@ -76,14 +81,54 @@ public final class CheckpointConverter {
     }
   }
 
+  /**
+   * The output must be neither the input nor inside it nor around it, whatever --force says:
+   * replacing the output would delete the input (or the output would be read while written).
+   */
+  private static void refuseOverlap(Path inputDir, Path outputDir) throws IOException {
+    if (!Files.isDirectory(inputDir)) {
+      throw new IOException(inputDir + ": not a directory");
+    }
+    Path in = inputDir.toRealPath();
+    Path out = realPathOfPossiblyMissing(outputDir);
+    String why = out.equals(in) ? "is the input folder"
+        : out.startsWith(in) ? "is inside the input folder " + in
+        : in.startsWith(out) ? "contains the input folder " + in : null;
+    if (why != null) {
+      throw new IOException("output folder " + outputDir + " " + why
+          + ": refused, since writing it would destroy the input (choose another --output-dir)");
+    }
+  }
+
+  /** The real path of {@code p}'s nearest existing ancestor, with the missing rest appended. */
+  private static Path realPathOfPossiblyMissing(Path p) throws IOException {
+    Path abs = p.toAbsolutePath().normalize();
+    Path existing = abs;
+    while (existing != null && !Files.exists(existing)) {
+      existing = existing.getParent();
+    }
+    return existing == null ? abs : existing.toRealPath().resolve(existing.relativize(abs));
+  }
+
   private Result write(CheckpointFolder in, Path dir, Progress progress) throws IOException {
+    if (scheme.format() != Format.BF16) {
+      refuseQuantizedInput(in);
+    }
     TensorSelector selector = new TensorSelector(scheme);
     List<TensorPlan> plans = new ArrayList<>();
     List<TensorSpec> outputs = new ArrayList<>();
+    Map<String, String> producedBy = new HashMap<>();
     long bytesIn = 0;
     for (TensorSpec t : in.tensors()) {
       TensorPlan p = selector.plan(t);
       plans.add(p);
+      for (TensorSpec o : p.outputs()) {
+        String other = producedBy.putIfAbsent(o.name(), t.name());
+        if (other != null) {
+          throw new IOException(in.dir() + ": tensors " + other + " and " + t.name()
+              + " would both write the output tensor " + o.name());
+        }
+      }
       outputs.addAll(p.outputs());
       bytesIn += t.byteLength();
     }
@@ -113,6 +158,18 @@ public final class CheckpointConverter {
       out.copyOtherFiles(in);
       return new Result(plans.size(), outputs.size(), bytesIn, out.totalSize(), quantized, error,
           QuantizationConfigs.indivisible(plans));
+    }
+  }
+
+  private static void refuseQuantizedInput(CheckpointFolder in) throws IOException {
+    String why = AlreadyQuantized.configReason(in.config());
+    for (TensorSpec t : in.tensors()) {
+      if (why == null) {
+        why = AlreadyQuantized.reason(t.name(), t.dtype());
+      }
+    }
+    if (why != null) {
+      throw new IOException(in.dir() + ": " + why);
     }
   }
 

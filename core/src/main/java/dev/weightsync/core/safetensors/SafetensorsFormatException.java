@@ -8,6 +8,7 @@ public final class SafetensorsFormatException extends IOException {
   private static final long serialVersionUID = 1L;
 
   public SafetensorsFormatException(Path file, String tensor, String problem) {
-    super(file + (tensor == null ? "" : ": tensor '" + tensor + "'") + ": " + problem);
+    super(file + ": not a safetensors file"
+        + (tensor == null ? "" : ", tensor '" + tensor + "'") + ": " + problem);
   }
 }

@@ -98,6 +98,7 @@ public final class ConfigLoader {
   public static SidecarConfig load(Path file, Map<String, String> env, Map<String, Object> flags)
       throws IOException {
     ObjectNode node = (ObjectNode) YAML.readTree(DEFAULTS);
+    Map<String, String> origin = new java.util.HashMap<>(); // key -> where its value came from
     if (file != null) {
       JsonNode fromFile;
       try {
@@ -110,6 +111,7 @@ public final class ConfigLoader {
           throw new IllegalArgumentException(file + ": the config must be a mapping of keys to values");
         }
         merge(node, (ObjectNode) fromFile, file.toString());
+        fromFile.fieldNames().forEachRemaining(k -> origin.put(k, "in " + file));
       }
     }
     ObjectNode fromEnv = YAML.createObjectNode();
@@ -117,6 +119,8 @@ public final class ConfigLoader {
       String key = it.next();
       String value = env.get("WEIGHTSYNC_" + key.toUpperCase(Locale.ROOT).replace('-', '_'));
       if (value != null) {
+        origin.put(key, "from " + "WEIGHTSYNC_" + key.toUpperCase(Locale.ROOT).replace('-', '_')
+            + "=" + value);
         if (LIST_KEYS.contains(key)) {
           ArrayNode a = fromEnv.putArray(key);
           for (String v : value.split(",")) {
@@ -131,10 +135,18 @@ public final class ConfigLoader {
     }
     merge(node, fromEnv, "environment");
     merge(node, YAML.valueToTree(flags), "flags");
+    flags.keySet().forEach(k -> origin.put(k, "from --" + k));
     try {
       return YAML.treeToValue(node, SidecarConfig.class);
     } catch (UnrecognizedPropertyException e) {
       throw new IllegalArgumentException("unknown config key '" + e.getPropertyName() + "'");
+    } catch (com.fasterxml.jackson.databind.JsonMappingException e) {
+      String key = e.getPath().isEmpty() ? null : e.getPath().get(0).getFieldName();
+      Throwable cause = e.getCause() != null ? e.getCause() : e;
+      String why = cause == e ? e.getOriginalMessage() : cause.getMessage();
+      throw new IllegalArgumentException("invalid value for " + (key == null ? "the configuration"
+          : key + " (" + origin.getOrDefault(key, "default") + ")") + ": "
+          + why.lines().findFirst().orElse(why), e);
     } catch (IOException e) {
       Throwable cause = e.getCause() != null ? e.getCause() : e;
       throw new IllegalArgumentException("invalid configuration: " + cause.getMessage(), e);

@@ -3,6 +3,8 @@ package dev.weightsync.server.ingest;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.weightsync.core.quant.AlreadyQuantized;
+import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.NonFiniteWeightException;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.QuantQueue;
@@ -356,6 +358,12 @@ final class PartReceiver {
       spec = new TensorSpec(name, dtype, shape);
     } catch (IllegalArgumentException e) {
       throw invalid(e.getMessage());
+    }
+    if (!relayed && selector.scheme().format() != Format.BF16) {
+      String already = AlreadyQuantized.reason(name, dtype);
+      if (already != null) {
+        throw invalid(already); // before any byte of this part reaches the engine's folder
+      }
     }
     checkRoomFor(spec);
     if (!part.claimTensor(name)) {
