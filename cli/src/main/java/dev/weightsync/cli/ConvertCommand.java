@@ -3,6 +3,7 @@ package dev.weightsync.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.weightsync.core.checkpoint.CheckpointConverter;
 import dev.weightsync.core.checkpoint.CheckpointWriter;
+import dev.weightsync.core.checkpoint.FolderPermissions;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.server.quant.Quantizers;
 import dev.weightsync.core.quant.Format;
@@ -11,7 +12,10 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 /** {@code weightsync convert}: a BF16 checkpoint folder to FP8 or INT4, offline. */
 @Command(name = "convert", mixinStandardHelpOptions = true,
@@ -46,8 +50,26 @@ final class ConvertCommand implements Callable<Integer> {
       description = "Where to quantize: cpu (default), cuda, cuda:N or auto; the bytes are the same.")
   String device;
 
+  @Option(names = "--output-mode", paramLabel = "OCTAL", defaultValue = "0750",
+      description = "Mode of the output folder; files get the same bits without execute (default ${DEFAULT-VALUE}).")
+  String outputMode;
+
+  @Option(names = "--output-group", paramLabel = "GROUP",
+      description = "Group (name or gid) given to the output folder and files (default: yours).")
+  String outputGroup;
+
   @Option(names = "--force", description = "Replace a non-empty output folder (only once the new one is complete).")
   boolean force;
+
+  private FolderPermissions permissions() {
+    try {
+      return new FolderPermissions(FolderPermissions.parseMode(outputMode), outputGroup);
+    } catch (IllegalArgumentException e) {
+      throw new ParameterException(spec.commandLine(), "--output-mode: " + e.getMessage());
+    }
+  }
+
+  @Spec CommandSpec spec;
 
   @Override
   public Integer call() throws Exception {
@@ -63,7 +85,7 @@ final class ConvertCommand implements Callable<Integer> {
       err.println("note: " + choice.note());
     }
     try (Quantizer q = choice.quantizer()) {
-      r = new CheckpointConverter(q, scheme, maxShardBytes)
+      r = new CheckpointConverter(q, scheme, maxShardBytes, permissions())
           .convert(inputDir, outputDir, force, progress::tensorDone);
     }
     double seconds = (System.nanoTime() - start) / 1e9;

@@ -142,6 +142,8 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "max-tensors", maxTensors);
     put(m, "max-streams", maxStreams);
     put(m, "staging-reserve", stagingReserve);
+    put(m, "staging-mode", stagingMode);
+    put(m, "staging-group", stagingGroup);
     put(m, "tls-cert", tlsCert == null ? null : tlsCert.toString());
     put(m, "tls-key", tlsKey == null ? null : tlsKey.toString());
     put(m, "tls-client-ca", tlsClientCa == null ? null : tlsClientCa.toString());
@@ -193,6 +195,12 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--staging-reserve", description = "Free space the staging filesystem keeps; tensors that would use it are refused (default 256MiB).")
   String stagingReserve;
+
+  @Option(names = "--staging-mode", paramLabel = "OCTAL", description = "Mode of staged folders; files get the same bits without execute (default 0750: the owner and the staging group read).")
+  String stagingMode;
+
+  @Option(names = "--staging-group", paramLabel = "GROUP", description = "Group (name or gid) of staged folders and files: one the engine's user belongs to (default: the sidecar's own).")
+  String stagingGroup;
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 

@@ -100,7 +100,8 @@ public final class Sidecar implements AutoCloseable {
     this.scheme = QuantScheme.resolve(format, config.groupSize(), engineConfig);
     ObjectNode baseConfig = engineConfig instanceof ObjectNode o && !o.has("quant_method")
         ? o.deepCopy() : new ObjectMapper().createObjectNode();
-    this.staging = new StagingArea(config.stagingDir(), config.keepVersions());
+    this.staging = new StagingArea(config.stagingDir(), config.keepVersions(),
+        config.stagingPermissions());
     String adminKey = config.sglangAdminKeyFile() != null
         ? Files.readString(config.sglangAdminKeyFile()).trim() : config.sglangAdminKey();
     List<EngineAdapter> engines = new ArrayList<>();

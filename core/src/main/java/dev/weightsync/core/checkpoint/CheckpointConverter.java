@@ -42,11 +42,19 @@ public final class CheckpointConverter {
   private final Quantizer quantizer;
   private final QuantScheme scheme;
   private final long maxShardBytes;
+  private final FolderPermissions permissions;
 
   public CheckpointConverter(Quantizer quantizer, QuantScheme scheme, long maxShardBytes) {
+    this(quantizer, scheme, maxShardBytes, FolderPermissions.DEFAULT);
+  }
+
+  /** As above, the output folder and its files given {@code permissions}. */
+  public CheckpointConverter(Quantizer quantizer, QuantScheme scheme, long maxShardBytes,
+      FolderPermissions permissions) {
     this.quantizer = quantizer;
     this.scheme = scheme;
     this.maxShardBytes = maxShardBytes;
+    this.permissions = permissions;
   }
 
   /**
@@ -72,6 +80,7 @@ public final class CheckpointConverter {
     Path temp = Files.createTempDirectory(parent, "." + outputDir.getFileName() + ".partial-");
     try (CheckpointFolder in = CheckpointFolder.open(inputDir)) {
       Result r = write(in, temp, progress);
+      permissions.applyTree(temp);
       deleteTree(outputDir);
       Files.move(temp, outputDir, StandardCopyOption.ATOMIC_MOVE);
       return r;

@@ -69,6 +69,8 @@ public final class ConfigLoader {
       max-tensors: 1000000
       max-streams: 256
       staging-reserve: 256MiB
+      staging-mode: "0750"
+      staging-group: null
       """;
 
   /** Keys that may be given several times and form a list. */

@@ -1,6 +1,7 @@
 package dev.weightsync.server.config;
 
 import com.fasterxml.jackson.annotation.JsonProperty;
+import dev.weightsync.core.checkpoint.FolderPermissions;
 import dev.weightsync.core.quant.Format;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -92,7 +93,11 @@ public record SidecarConfig(
     /** UpdateWeights streams open at once. */
     @JsonProperty("max-streams") int maxStreams,
     /** Bytes the staging filesystem must keep free: a tensor that would eat into them is refused. */
-    @JsonProperty("staging-reserve") long stagingReserve) {
+    @JsonProperty("staging-reserve") long stagingReserve,
+    /** Octal mode of staged folders (files: the same bits without execute); default 0750. */
+    @JsonProperty("staging-mode") String stagingMode,
+    /** Group (name or gid) given to staged folders and files, e.g. the engine's; default none. */
+    @JsonProperty("staging-group") String stagingGroup) {
 
   public SidecarConfig {
     Objects.requireNonNull(stagingDir, "staging-dir is required");
@@ -135,6 +140,9 @@ public record SidecarConfig(
       throw new IllegalArgumentException("max-tensor-bytes, max-version-bytes, max-tensors and"
           + " max-streams must be positive, staging-reserve not negative");
     }
+    // staging-mode and staging-group are checked now, not at the first version
+    new FolderPermissions(FolderPermissions.parseMode(stagingMode == null ? "0750" : stagingMode),
+        stagingGroup).checkGroup();
     if (!List.of("all", "quorum").contains(policy)) {
       throw new IllegalArgumentException("policy must be all or quorum, got " + policy);
     }
@@ -184,6 +192,12 @@ public record SidecarConfig(
     return threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
   }
 
+  /** What staged folders and files are given: staging-mode and staging-group. */
+  public FolderPermissions stagingPermissions() {
+    return new FolderPermissions(FolderPermissions.parseMode(stagingMode == null ? "0750" : stagingMode),
+        stagingGroup);
+  }
+
   @Override
   public String toString() {
     // The admin key never reaches a log line.
@@ -201,6 +215,7 @@ public record SidecarConfig(
         + ", relay-tls-ca=" + relayTlsCa + ", relay-tls-cert=" + relayTlsCert
         + ", relay-tls-key=" + relayTlsKey + ", max-tensor-bytes=" + maxTensorBytes
         + ", max-version-bytes=" + maxVersionBytes + ", max-tensors=" + maxTensors
-        + ", max-streams=" + maxStreams + ", staging-reserve=" + stagingReserve + "]";
+        + ", max-streams=" + maxStreams + ", staging-reserve=" + stagingReserve
+        + ", staging-mode=" + stagingMode + ", staging-group=" + stagingGroup + "]";
   }
 }

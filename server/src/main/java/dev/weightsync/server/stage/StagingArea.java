@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.core.checkpoint.CheckpointConverter;
 import dev.weightsync.core.checkpoint.CheckpointFolder;
+import dev.weightsync.core.checkpoint.FolderPermissions;
 import dev.weightsync.core.tensor.TensorSpec;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -30,11 +31,18 @@ public final class StagingArea {
 
   private final Path root;
   private final int keep;
+  private final FolderPermissions permissions;
 
-  public StagingArea(Path root, int keep) throws IOException {
+  public StagingArea(Path root, int keep, FolderPermissions permissions) throws IOException {
     this.root = root.toAbsolutePath().normalize();
     this.keep = keep;
-    Files.createDirectories(this.root);
+    this.permissions = permissions;
+    try {
+      Files.createDirectories(this.root);
+      permissions.applyOne(this.root); // the engine must be able to enter it
+    } catch (IOException e) {
+      throw new IOException("staging folder " + this.root + " is unusable: " + e, e);
+    }
     try (Stream<Path> s = Files.list(this.root)) {
       for (Path p : s.filter(p -> p.getFileName().toString().startsWith(TMP_PREFIX)).toList()) {
         LOG.info(() -> "removing leftover partial staging folder " + p);
@@ -83,6 +91,7 @@ public final class StagingArea {
     if (Files.exists(target)) {
       CheckpointConverter.deleteTree(target);
     }
+    permissions.applyTree(temporary); // before the rename: readable by the engine from the start
     Files.move(temporary, target, StandardCopyOption.ATOMIC_MOVE);
     return target;
   }
