@@ -20,8 +20,11 @@ class KernelsTest {
 
   @Test
   void theCommittedPtxWasBuiltFromTheCommittedSource() throws Exception {
-    byte[] source = Files.readAllBytes(Path.of("src/main/cuda/quantize.cu"));
-    String hash = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(source));
+    // the hash covers the nvcc flags and the source (build-ptx.sh: cat nvcc-flags quantize.cu)
+    MessageDigest sha = MessageDigest.getInstance("SHA-256");
+    sha.update(Files.readAllBytes(Path.of("src/main/cuda/nvcc-flags")));
+    sha.update(Files.readAllBytes(Path.of("src/main/cuda/quantize.cu")));
+    String hash = HexFormat.of().formatHex(sha.digest());
     String ptx = new String(CudaQuantizer.ptx(), StandardCharsets.UTF_8);
     assertThat(ptx.lines().findFirst().orElse(""))
         .as("kernels/quantize.ptx is stale: run server/src/main/cuda/build-ptx.sh (needs nvcc)")
