@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A real consumer check: PyTorch loads a staged FP8 or INT4 folder with safetensors.torch,
-dequantizes per QUANTIZATION.md and reports, per quantized tensor, the max and RMS relative error
+dequantizes per docs/quantization.md and reports, per quantized tensor, the max and RMS relative error
 against the BF16 input.
 
 usage: consumer_check.py BF16_DIR QUANTIZED_DIR

@@ -19,7 +19,7 @@ import picocli.CommandLine.Spec;
 
 /** {@code weightsync convert}: a BF16 checkpoint folder to FP8 or INT4, offline. */
 @Command(name = "convert", mixinStandardHelpOptions = true,
-    description = "Quantize a BF16 Hugging Face checkpoint folder into FP8 or INT4 (QUANTIZATION.md).")
+    description = "Quantize a BF16 Hugging Face checkpoint folder into FP8 or INT4, bit-exact with docs/quantization.md (the arithmetic and which tensors are quantized).")
 final class ConvertCommand implements Callable<Integer> {
 
   @Option(names = "--input-dir", required = true, description = "The BF16 checkpoint folder.")

@@ -8,7 +8,8 @@ import picocli.CommandLine.Option;
 
 /** {@code weightsync engine}: the SGLang-compatible stand-in engine, on its own. */
 @Command(name = "engine", mixinStandardHelpOptions = true,
-    description = "Run the SGLang-compatible stand-in engine (for demos and tests; it loads folders with weightsync's reader).")
+    description = "Run the SGLang-compatible stand-in engine (for demos and tests; it loads folders with"
+        + " weightsync's reader; the routes it speaks: docs/engines.md).")
 final class EngineCommand implements Callable<Integer> {
 
   @Option(names = "--port", defaultValue = "30000", description = "HTTP port on 127.0.0.1 (default ${DEFAULT-VALUE}).")

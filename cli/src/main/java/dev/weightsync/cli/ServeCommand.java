@@ -14,7 +14,9 @@ import picocli.CommandLine.Option;
 /** {@code weightsync serve}: the sidecar. */
 @Command(name = "serve", mixinStandardHelpOptions = true,
     description = "Run the sidecar: receive BF16 weights over gRPC, requantize, stage, load into the engines."
-        + " Flags override WEIGHTSYNC_* environment variables, which override --config.")
+        + " Flags override WEIGHTSYNC_* environment variables, which override --config."
+        + " The engine contract (routes, update session, failures): docs/engines.md; the"
+        + " arithmetic: docs/quantization.md.")
 final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--config", description = "YAML or JSON config file (keys as the flags, e.g. staging-dir).")

@@ -17,7 +17,7 @@ import java.util.List;
 import java.util.concurrent.Executors;
 
 /**
- * An SGLang-compatible stand-in engine: the HTTP routes and JSON of ENGINES.md, for the demo and
+ * An SGLang-compatible stand-in engine: the HTTP routes and JSON of docs/engines.md, for the demo and
  * the tests. It records every call, tracks whether generation is paused and which weight version
  * it serves, really opens and reads the folder it is told to load (with {@code core}), and can be
  * told to misbehave: session routes answering 404, loads failing with 500, flush answering 400 for

@@ -4,7 +4,7 @@ import dev.weightsync.core.tensor.DType;
 import java.nio.ByteBuffer;
 
 /**
- * Blockwise FP8 (QUANTIZATION.md): one band of up to 128 rows at a time, block by block. The
+ * Blockwise FP8 (docs/quantization.md): one band of up to 128 rows at a time, block by block. The
  * division is Java's {@code /} on floats, which is correctly rounded, as the spec requires.
  */
 final class Fp8BlockKernel {

@@ -3,7 +3,7 @@ package dev.weightsync.core.quant;
 import dev.weightsync.core.tensor.DType;
 import java.nio.ByteBuffer;
 
-/** Symmetric grouped INT4 (QUANTIZATION.md), quantized and nibble-packed row by row. */
+/** Symmetric grouped INT4 (docs/quantization.md), quantized and nibble-packed row by row. */
 final class Int4GroupKernel {
   private Int4GroupKernel() {}
 

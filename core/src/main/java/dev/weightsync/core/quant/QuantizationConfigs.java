@@ -10,7 +10,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 
-/** Builds the output {@code config.json}'s {@code quantization_config} per QUANTIZATION.md. */
+/** Builds the output {@code config.json}'s {@code quantization_config} per docs/quantization.md. */
 public final class QuantizationConfigs {
   private QuantizationConfigs() {}
 

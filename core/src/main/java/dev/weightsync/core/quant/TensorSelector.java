@@ -6,7 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Pattern;
 
-/** Decides, per QUANTIZATION.md's selection rules, what each input tensor becomes. */
+/** Decides, per docs/quantization.md's selection rules, what each input tensor becomes. */
 public final class TensorSelector {
 
   /** Names containing any of these stay unquantized in FP8. */

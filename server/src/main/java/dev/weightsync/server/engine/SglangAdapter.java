@@ -13,7 +13,7 @@ import java.time.Duration;
 import java.util.logging.Logger;
 
 /**
- * The SGLang update sequence of ENGINES.md over HTTP: pause, flush (retried while 400), begin
+ * The SGLang update sequence of docs/engines.md over HTTP: pause, flush (retried while 400), begin
  * (when supported), update_weights_from_disk (retried), end (when supported), continue, confirm.
  * Any failure before the load resumes the engine; a load that fails even when retried leaves it
  * paused (unless configured otherwise) and says so.
