@@ -221,6 +221,10 @@ final class ServeCommand implements Callable<Integer> {
       System.out.println("configuration OK: " + cfg);
       return 0;
     }
+    if (cfg.sglangUrls().isEmpty() && !cfg.role().equals("trainer")) {
+      System.err.println("warning: no engine configured (--sglang-url): versions are staged in "
+          + cfg.stagingDir() + " but no engine is told to load them");
+    }
     Sidecar sidecar = new Sidecar(cfg).start();
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       System.err.println("weightsync: shutting down (NOT_SERVING; in-flight versions get "

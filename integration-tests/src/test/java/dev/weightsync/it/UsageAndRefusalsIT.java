@@ -72,6 +72,25 @@ class UsageAndRefusalsIT {
   }
 
   @Test
+  void serveWithoutAnEngineSaysSoAtStart() throws Exception {
+    Path log = tmp.resolve("serve.log");
+    Process p = Launcher.start(new ProcessBuilder(Launcher.root().resolve("bin/weightsync").toString(),
+        "serve", "--port", "0", "--metrics-port", "-1", "--device", "cpu", "--staging-dir",
+        tmp.resolve("staging").toString()).redirectErrorStream(true).redirectOutput(log.toFile()));
+    try {
+      long deadline = System.nanoTime() + 60_000_000_000L;
+      while (!Files.readString(log).contains("weightsync: serving") && p.isAlive()
+          && System.nanoTime() < deadline) {
+        Thread.sleep(50);
+      }
+      assertThat(Files.readString(log)).contains("warning: no engine configured (--sglang-url)")
+          .contains("weightsync: serving");
+    } finally {
+      p.destroy();
+    }
+  }
+
+  @Test
   void aFileThatIsNotSafetensorsIsCalledThat() throws Exception {
     Path dir = Files.createDirectories(tmp.resolve("junk"));
     Files.writeString(dir.resolve("model.safetensors"), "{\"hello\": 1}");
