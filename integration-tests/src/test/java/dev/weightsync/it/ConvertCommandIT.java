@@ -149,6 +149,22 @@ class ConvertCommandIT {
   }
 
   @Test
+  void lookingForAGpuLeavesNothingInTheTemporaryFolder() throws Exception {
+    // JCuda unpacks its native library into java.io.tmpdir; on a machine without a GPU it then
+    // fails to load, and used to stay there
+    Path tmpdir = Files.createDirectories(tmp.resolve("java-tmp"));
+    ProcessBuilder pb = new ProcessBuilder(Launcher.root().resolve("bin/weightsync").toString(),
+        "convert", "--input-dir", Launcher.golden("bf16").toString(), "--output-dir",
+        tmp.resolve("out").toString(), "--format", "fp8-block", "--device", "auto");
+    pb.environment().put("WEIGHTSYNC_JAVA_OPTS", "-Djava.io.tmpdir=" + tmpdir);
+    Launcher.Result r = Launcher.run(pb, 120);
+    assertThat(r.exitCode()).as(r.stderr()).isZero();
+    try (Stream<Path> left = Files.list(tmpdir)) {
+      assertThat(left.map(p -> p.getFileName().toString())).isEmpty();
+    }
+  }
+
+  @Test
   void missingJarsAreExplained() throws Exception {
     Launcher.Result r = Launcher.weightsync("--help");
     assertThat(r.exitCode()).isZero();

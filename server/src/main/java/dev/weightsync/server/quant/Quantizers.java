@@ -70,6 +70,7 @@ public final class Quantizers {
   }
 
   private static Quantizer gpu(int ordinal, int cpuThreads, boolean fallBack, int slots) {
+    JCudaNatives.load();
     CudaQuantizer cuda = new CudaQuantizer(ordinal, GPU_BAND_BYTES, slots, cpuThreads);
     return new FallbackQuantizer(cuda, new CpuQuantizer(cpuThreads), fallBack);
   }
