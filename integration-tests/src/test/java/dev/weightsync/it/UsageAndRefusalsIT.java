@@ -25,8 +25,9 @@ class UsageAndRefusalsIT {
 
   private static void assertOneLineError(Launcher.Result r, int exit, String... fragments) {
     assertThat(r.exitCode()).as(r.stdout() + r.stderr()).isEqualTo(exit);
-    assertThat(r.stderr()).startsWith("error: ").contains(fragments)
-        .doesNotContain("\tat ").doesNotContain("Exception");
+    assertThat(r.stderr().lines().filter(l -> l.startsWith("error: ")))
+        .as(r.stderr()).singleElement().asString().contains(fragments);
+    assertThat(r.stderr()).doesNotContain("\tat ").doesNotContain("Exception");
   }
 
   @Test
@@ -88,6 +89,26 @@ class UsageAndRefusalsIT {
     } finally {
       p.destroy();
     }
+  }
+
+  @Test
+  void aPortInUseOrAnUnusableStagingFolderIsNamed() throws Exception {
+    try (ServerSocket taken = new ServerSocket(0)) {
+      String port = String.valueOf(taken.getLocalPort());
+      String staging = tmp.resolve("staging").toString();
+      assertOneLineError(Launcher.weightsync("serve", "--port", port, "--metrics-port", "-1",
+          "--device", "cpu", "--staging-dir", staging), 1,
+          "the gRPC port " + port + " (--port) is already in use");
+      assertOneLineError(Launcher.weightsync("serve", "--port", "0", "--metrics-port", port,
+          "--device", "cpu", "--staging-dir", staging), 1,
+          "the metrics port " + port + " (--metrics-port; -1 disables it) is already in use");
+      assertOneLineError(Launcher.weightsync("engine", "--port", port), 1,
+          "port " + port + " is already in use (weightsync engine --port)");
+    }
+    Path file = Files.writeString(tmp.resolve("a-file"), "x");
+    assertOneLineError(Launcher.weightsync("serve", "--port", "0", "--metrics-port", "-1",
+        "--device", "cpu", "--staging-dir", file.resolve("staging").toString()), 1,
+        "staging folder " + file.resolve("staging") + " is unusable");
   }
 
   @Test

@@ -186,10 +186,31 @@ public final class Sidecar implements AutoCloseable {
         .build();
   }
 
+  /** A bind failure said as such, naming the port and its option; other failures unchanged. */
+  private static IOException inUse(IOException e, String what) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      // the JDK says BindException; Netty's epoll transport an IOException with errno's text
+      if (t instanceof java.net.BindException
+          || String.valueOf(t.getMessage()).contains("Address already in use")) {
+        return new IOException(what + " is already in use", e);
+      }
+    }
+    return e;
+  }
+
   public Sidecar start() throws IOException {
-    server.start();
+    try {
+      server.start();
+    } catch (IOException e) {
+      throw inUse(e, "the gRPC port " + config.port() + " (--port)");
+    }
     if (config.metricsPort() >= 0) {
-      http = HttpServer.create(new InetSocketAddress(config.metricsPort()), 0);
+      try {
+        http = HttpServer.create(new InetSocketAddress(config.metricsPort()), 0);
+      } catch (IOException e) {
+        server.shutdownNow();
+        throw inUse(e, "the metrics port " + config.metricsPort() + " (--metrics-port; -1 disables it)");
+      }
       http.createContext("/healthz", ex -> respond(ex, 200, "ok\n", "text/plain"));
       http.createContext("/readyz", ex -> {
         String problem = refreshReadiness();

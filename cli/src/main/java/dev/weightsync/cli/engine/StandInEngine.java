@@ -52,7 +52,11 @@ public final class StandInEngine implements AutoCloseable {
 
   public StandInEngine(int port, String adminKey) throws IOException {
     this.adminKey = adminKey;
-    this.server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
+    try {
+      this.server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
+    } catch (java.net.BindException e) {
+      throw new IOException("port " + port + " is already in use (weightsync engine --port)", e);
+    }
     server.setExecutor(Executors.newFixedThreadPool(4, r -> {
       Thread t = new Thread(r, "stand-in-engine");
       t.setDaemon(true);

@@ -41,7 +41,12 @@ public final class StagingArea {
       Files.createDirectories(this.root);
       permissions.applyOne(this.root); // the engine must be able to enter it
     } catch (IOException e) {
-      throw new IOException("staging folder " + this.root + " is unusable: " + e, e);
+      String why = e instanceof java.nio.file.AccessDeniedException ? "permission denied"
+          : e instanceof java.nio.file.FileSystemException f && f.getReason() != null ? f.getReason()
+          : e instanceof java.nio.file.NoSuchFileException ? "cannot create it"
+          : String.valueOf(e.getMessage());
+      throw new IOException("staging folder " + this.root + " is unusable (" + why
+          + "): give --staging-dir a folder this user can create and write", e);
     }
     try (Stream<Path> s = Files.list(this.root)) {
       for (Path p : s.filter(p -> p.getFileName().toString().startsWith(TMP_PREFIX)).toList()) {
