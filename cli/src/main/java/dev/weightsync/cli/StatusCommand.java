@@ -25,6 +25,10 @@ final class StatusCommand implements Callable<Integer> {
             p.getWeightVersion(), p.getPartCount(), p.getPartsCommittedList(),
             p.getPartsReceivingList());
       }
+      if (s.getEnginesList().isEmpty() && !s.getRole().equals("trainer")) {
+        System.out.println("no engine configured (--sglang-url): versions are staged but no engine"
+            + " is told to load them");
+      }
       for (EngineStatus e : s.getEnginesList()) {
         System.out.printf("engine %s: %s, version '%s'%s%s%n", e.getEngine(), e.getState(),
             e.getLoadedVersion(), e.getOutOfDate() ? ", OUT OF DATE (missed the last version)" : "",

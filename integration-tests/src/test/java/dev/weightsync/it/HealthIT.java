@@ -58,6 +58,12 @@ class HealthIT {
             "--service", Sidecar.SERVICE);
         assertThat(notReady.exitCode()).isEqualTo(1);
         assertThat(notReady.stdout()).contains("NOT_SERVING");
+        // status agrees: the engine is UNREACHABLE, with what was known of it before
+        assertThat(h.client.status().getEngines(0).getState()).isEqualTo("UNREACHABLE");
+        assertThat(h.client.status().getEngines(0).getLastError())
+            .contains("not answering /health (last known state UNKNOWN)"); // never updated yet
+        Launcher.Result status = Launcher.weightsync("status", "--target", target);
+        assertThat(status.stdout()).contains(h.engine.url() + ": UNREACHABLE");
         assertThat(Launcher.weightsync("health", "--target", target).exitCode()).isZero();
       } finally {
         ch.shutdownNow();

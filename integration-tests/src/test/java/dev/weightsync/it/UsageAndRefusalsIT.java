@@ -86,6 +86,11 @@ class UsageAndRefusalsIT {
       }
       assertThat(Files.readString(log)).contains("warning: no engine configured (--sglang-url)")
           .contains("weightsync: serving");
+      java.util.regex.Matcher m = java.util.regex.Pattern.compile("serving on port (\\d+)")
+          .matcher(Files.readString(log));
+      assertThat(m.find()).isTrue();
+      Launcher.Result status = Launcher.weightsync("status", "--target", "127.0.0.1:" + m.group(1));
+      assertThat(status.stdout()).contains("no engine configured (--sglang-url)");
     } finally {
       p.destroy();
     }

@@ -160,7 +160,8 @@ public final class Sidecar implements AutoCloseable {
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
         new IngestLimits(config.maxOpenTensors(), config.maxTensorBytes(), config.maxVersionBytes(),
             config.maxTensors(), config.maxStreams(), config.stagingReserve()),
-        workers, config.role(), choice::note, metrics, config.partTimeout());
+        workers, config.role(), choice::note, metrics, config.partTimeout(),
+        this::unreachableEngines);
     NettyServerBuilder builder;
     if (config.tlsCert() != null) {
       tls = new ServerTls(config.tlsCert(), config.tlsKey(), config.tlsClientCa(),
@@ -255,11 +256,20 @@ public final class Sidecar implements AutoCloseable {
    * Null when ready: the quantizer is up (it is, once constructed) and every engine answers its
    * health check; else what is not ready.
    */
+  /** Engines not answering their health check, checked now (status shows them UNREACHABLE). */
+  private java.util.Set<String> unreachableEngines() {
+    refreshReadiness();
+    return unreachable;
+  }
+
+  private volatile java.util.Set<String> unreachable = java.util.Set.of();
+
   private synchronized String refreshReadiness() {
     if (closing) {
       return "shutting down";
     }
     List<String> down = engines.stream().filter(e -> !e.healthy()).map(EngineAdapter::name).toList();
+    unreachable = java.util.Set.copyOf(down);
     health.setStatus(SERVICE, down.isEmpty() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
     return down.isEmpty() ? null : "engines not answering /health: " + down;
   }

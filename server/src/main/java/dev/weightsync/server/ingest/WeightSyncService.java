@@ -53,6 +53,8 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
   private final long startNanos = System.nanoTime();
   private final String role;
   private final java.util.function.Supplier<String> deviceNote;
+  /** Engines not answering their health check now: the same check /readyz and gRPC health use. */
+  private final java.util.function.Supplier<java.util.Set<String>> unreachable;
   private final SyncMetrics metrics;
   private final java.time.Duration idleTimeout;
   private final java.util.concurrent.ScheduledExecutorService watchdog =
@@ -64,7 +66,9 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
 
   public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
       TensorSelector selector, Format format, IngestLimits limits, ExecutorService workers,
-      String role, java.util.function.Supplier<String> deviceNote, SyncMetrics metrics, java.time.Duration idleTimeout) {
+      String role, java.util.function.Supplier<String> deviceNote, SyncMetrics metrics,
+      java.time.Duration idleTimeout, java.util.function.Supplier<java.util.Set<String>> unreachable) {
+    this.unreachable = unreachable;
     this.metrics = metrics;
     this.idleTimeout = idleTimeout;
     this.coordinator = coordinator;
@@ -339,13 +343,16 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
           .addAllPartsCommitted(p.committed())
           .addAllPartsReceiving(p.receiving()));
     }
+    java.util.Set<String> down = unreachable.get();
     for (EngineAdapter e : coordinator.engines()) {
       EngineState s = e.state();
+      boolean isDown = down.contains(e.name());
       b.addEngines(EngineStatus.newBuilder()
           .setEngine(s.engine())
-          .setState(s.state())
+          .setState(isDown ? EngineState.UNREACHABLE : s.state())
           .setLoadedVersion(s.loadedVersion())
-          .setLastError(s.lastError())
+          .setLastError(isDown ? "not answering /health (last known state " + s.state()
+              + (s.lastError().isEmpty() ? "" : "; " + s.lastError()) + ")" : s.lastError())
           .setOutOfDate(coordinator.outOfDate(e.name()) != null));
     }
     responses.onNext(b.build());
