@@ -66,6 +66,9 @@ final class DemoCommand implements Callable<Integer> {
           System.out.printf("%n--- push of version step-%d: %.3f s as the trainer saw it (%.2f GB/s of BF16)%n",
               v, seconds, bytes / seconds / 1e9);
           System.out.print(Reports.response(last));
+          if (v == 1) {
+            System.out.println(explainCounts(Path.of(last.getStagedPath()), last.getTensorsIn()));
+          }
           System.out.println("engine calls, in order: " + engine.routes());
           System.out.printf("engine now serves '%s' from %s (%d tensors read), paused: %s%n",
               engine.weightVersion(), engine.modelPath(), engine.loadedTensors(), engine.paused());
@@ -85,6 +88,20 @@ final class DemoCommand implements Callable<Integer> {
       if (!keep) {
         CheckpointConverter.deleteTree(work);
       }
+    }
+  }
+
+  /** Why more tensors come out than went in: each quantized weight brings its scales. */
+  static String explainCounts(Path staged, int in) throws java.io.IOException {
+    try (CheckpointFolder f = CheckpointFolder.open(staged)) {
+      List<String> names = f.tensors().stream().map(TensorSpec::name).toList();
+      long fp8 = names.stream().filter(n -> n.endsWith("_scale_inv")).count();
+      long int4 = names.stream().filter(n -> n.endsWith(".weight_packed")).count();
+      long quantized = fp8 + int4;
+      return String.format("why %d out of %d in: %d weights quantized, each with its scales (%s),"
+              + " and %d passed through as they are (norms, embedding, lm_head, router...)",
+          names.size(), in, quantized, fp8 > 0 ? "X.weight + X.weight_scale_inv"
+              : "X.weight_packed + X.weight_scale + X.weight_shape", in - quantized);
     }
   }
 

@@ -75,8 +75,8 @@ class ProcessesIT {
 
   @Test
   void everyCommandPrintsItsHelp() throws Exception {
-    for (String command : List.of("serve", "push", "status", "health", "convert", "demo", "engine",
-        "bench")) {
+    for (String command : List.of("serve", "push", "status", "health", "convert", "compare", "demo",
+        "engine", "bench")) {
       Launcher.Result r = Launcher.weightsync(command, "--help");
       assertThat(r.exitCode()).as(command + ": " + r.stdout() + r.stderr()).isZero();
       assertThat(r.stdout()).as(command).startsWith("Usage: weightsync " + command);
@@ -84,9 +84,18 @@ class ProcessesIT {
   }
 
   @Test
-  void theDemoRunsOnItsOwn() throws Exception {
-    Launcher.Result r = Launcher.weightsync("demo", "--layers", "2", "--versions", "1");
+  void theDemoRunsOnItsOwnExplainsItsCountsAndLeavesNothingBehind() throws Exception {
+    Path tmpdir = Files.createDirectories(tmp.resolve("java-tmp"));
+    ProcessBuilder pb = new ProcessBuilder(Launcher.root().resolve("bin/weightsync").toString(),
+        "demo", "--layers", "2", "--versions", "1");
+    pb.environment().put("WEIGHTSYNC_JAVA_OPTS", "-Djava.io.tmpdir=" + tmpdir);
+    Launcher.Result r = Launcher.run(pb, 300);
     assertThat(r.exitCode()).as(r.stdout() + r.stderr()).isZero();
+    assertThat(r.stdout()).containsPattern("why (\\d+) out of (\\d+) in: \\d+ weights quantized,"
+        + " each with its scales \\(X.weight \\+ X.weight_scale_inv\\), and \\d+ passed through");
+    try (var left = Files.list(tmpdir)) {
+      assertThat(left.map(p -> p.getFileName().toString())).as("left in java.io.tmpdir").isEmpty();
+    }
     assertThat(r.stdout())
         .contains("engine calls, in order: [/pause_generation, /flush_cache, /begin_weight_update,"
             + " /update_weights_from_disk, /end_weight_update, /continue_generation, /get_weight_version]")
