@@ -40,7 +40,7 @@ class ProcessesIT {
       Launcher.awaitPort(enginePort, engine, engineLog);
       serve = start(serveLog, "serve", "--port", String.valueOf(grpcPort), "--metrics-port", "-1",
           "--format", "fp8-block", "--staging-dir", tmp.resolve("staging").toString(),
-          "--sglang-url", "http://127.0.0.1:" + enginePort);
+          "--sglang-url", "http://127.0.0.1:" + enginePort, "--part-timeout", "8s");
       Launcher.awaitPort(grpcPort, serve, serveLog);
       String target = "127.0.0.1:" + grpcPort;
 
@@ -48,6 +48,14 @@ class ProcessesIT {
           Launcher.golden("bf16").toString(), "--version", "42");
       assertThat(push.exitCode()).as(push.stderr()).isZero();
       assertThat(push.stdout()).contains("LOADED, serving '42'");
+      Launcher.Counts in = Launcher.counts(Launcher.golden("bf16"));
+      assertThat(push.stderr()) // the last progress line, then what the call waits for
+          .contains("[" + in.tensors() + "/" + in.tensors() + " tensors, ")
+          .containsPattern(" GB/s\\]\\nversion 42 committed; waiting for the engines\\n");
+
+      Launcher.Result part = Launcher.weightsync("push", "--target", target, "--model-dir",
+          Launcher.golden("bf16").toString(), "--version", "44", "--part", "0", "--parts", "2");
+      assertThat(part.stderr()).contains("part 0 of 2 committed; waiting for the other parts and the engines");
       assertThat(Launcher.compare(Launcher.golden("fp8"), tmp.resolve("staging/42")).exitCode()).isZero();
 
       Launcher.Result status = Launcher.weightsync("status", "--target", target);
