@@ -11,18 +11,28 @@ import dev.weightsync.core.tensor.TensorSpec;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 
 /**
- * An SGLang-compatible stand-in engine: the HTTP routes and JSON of docs/engines.md, for the demo and
- * the tests. It records every call, tracks whether generation is paused and which weight version
- * it serves, really opens and reads the folder it is told to load (with {@code core}), and can be
- * told to misbehave: session routes answering 404, loads failing with 500, flush answering 400 for
- * a while, slow answers. Test-only routes: {@code GET /_calls}, {@code GET /_state},
- * {@code POST /_faults}.
+ * An SGLang-compatible stand-in engine: the HTTP routes and JSON of docs/engines.md, for the demo
+ * and the tests. It records every call, tracks whether generation is paused and which weight
+ * version it serves, really opens and reads the folder it is told to load (with {@code core}),
+ * and can be told to misbehave (see {@link Faults} and {@link RouteFault}).
+ *
+ * <p>Like SGLang it runs update calls one at a time, and changes its reported weight_version only
+ * when a load succeeds: after a failed load it still reports the old label over weights that may
+ * be a mix of two versions. It knows when its weights are mixed (a failed or partial load, or an
+ * update session opened by {@code begin_weight_update} and not yet ended) and counts a
+ * {@code continue_generation} that arrives then as a <em>violation</em>: a sidecar must never
+ * resume an engine that may serve a mix. Test-only routes: {@code GET /_calls},
+ * {@code GET /_state}, {@code POST /_faults}.
  */
 public final class StandInEngine implements AutoCloseable {
 
@@ -38,17 +48,28 @@ public final class StandInEngine implements AutoCloseable {
     public int flush400;
     public long slowMillis;
     public boolean loadFailsForever;
+    /** How long a load takes (while it holds the update lock). */
+    public long loadMillis;
+    /** Faults by route ({@code /update_weights_from_disk} ...). */
+    public final Map<String, RouteFault> routes = new HashMap<>();
   }
 
   private final HttpServer server;
+  private final ExecutorService handlers;
   private final String adminKey;
   private final List<Call> calls = new ArrayList<>();
   private final Faults faults = new Faults();
+  /** SGLang runs weight updates one at a time; a second one waits for the first. */
+  private final Object updateLock = new Object();
+  private volatile boolean closed;
   private boolean paused;
   private String weightVersion = "initial";
   private String modelPath = "";
   private int loadedTensors;
   private long loadedBytes;
+  private boolean sessionOpen;
+  private boolean partialLoad;
+  private int violations;
 
   public StandInEngine(int port, String adminKey) throws IOException {
     this.adminKey = adminKey;
@@ -57,11 +78,12 @@ public final class StandInEngine implements AutoCloseable {
     } catch (java.net.BindException e) {
       throw new IOException("port " + port + " is already in use (weightsync engine --port)", e);
     }
-    server.setExecutor(Executors.newFixedThreadPool(4, r -> {
+    handlers = Executors.newCachedThreadPool(r -> {
       Thread t = new Thread(r, "stand-in-engine");
       t.setDaemon(true);
       return t;
-    }));
+    });
+    server.setExecutor(handlers);
     server.createContext("/", this::handle);
   }
 
@@ -111,12 +133,31 @@ public final class StandInEngine implements AutoCloseable {
     return loadedBytes;
   }
 
+  /** Whether the weights may be a mix of two versions (or in a layout being updated). */
+  public synchronized boolean mixed() {
+    return sessionOpen || partialLoad;
+  }
+
+  /** {@code continue_generation} calls that arrived while the weights were mixed. */
+  public synchronized int violations() {
+    return violations;
+  }
+
   /** Changes the faults under the engine's lock. */
   public synchronized void faults(java.util.function.Consumer<Faults> change) {
     change.accept(faults);
   }
 
+  /** Calls being handled now (a late answer or a hang included). */
+  public int inFlight() {
+    return active.get();
+  }
+
+  private final java.util.concurrent.atomic.AtomicInteger active =
+      new java.util.concurrent.atomic.AtomicInteger();
+
   private void handle(HttpExchange ex) throws IOException {
+    active.incrementAndGet();
     try (ex) {
       String route = ex.getRequestURI().getPath();
       byte[] raw = ex.getRequestBody().readAllBytes();
@@ -126,9 +167,19 @@ public final class StandInEngine implements AutoCloseable {
         return;
       }
       long slow;
+      RouteFault fault;
       synchronized (this) {
         calls.add(new Call(ex.getRequestMethod(), route, body));
         slow = faults.slowMillis;
+        fault = faults.routes.get(route);
+        if (fault != null) {
+          RouteFault next = fault.served();
+          if (next == null) {
+            faults.routes.remove(route);
+          } else {
+            faults.routes.put(route, next);
+          }
+        }
       }
       if (adminKey != null && !("Bearer " + adminKey).equals(
           ex.getRequestHeaders().getFirst("Authorization")) && !route.equals("/health")) {
@@ -138,81 +189,162 @@ public final class StandInEngine implements AutoCloseable {
       if (slow > 0) {
         Thread.sleep(slow);
       }
-      route(ex, route, body);
+      if (fault != null) {
+        faulty(ex, route, body, fault);
+      } else {
+        route((status, json) -> reply(ex, status, json), route, body);
+      }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (IOException | RuntimeException e) {
       reply(ex, 500, JSON.createObjectNode().put("error", String.valueOf(e.getMessage())));
+    } finally {
+      active.decrementAndGet();
     }
   }
 
-  private synchronized void route(HttpExchange ex, String route, JsonNode body) throws IOException {
+  private void faulty(HttpExchange ex, String route, JsonNode body, RouteFault f)
+      throws IOException, InterruptedException {
+    switch (f.kind()) {
+      case HANG -> {
+        long until = f.millis() > 0 ? System.nanoTime() + f.millis() * 1_000_000 : Long.MAX_VALUE;
+        while (!closed && System.nanoTime() < until) {
+          Thread.sleep(10);
+        }
+        return;
+      }
+      default -> { }
+    }
+    if (f.workDone()) {
+      DiscardingReply late = new DiscardingReply(ex, f);
+      route(late, route, body);
+      late.finish();
+      return;
+    }
+    if (route.equals("/update_weights_from_disk")) {
+      synchronized (this) {
+        partialLoad = true; // a refused load may have applied part of the folder
+      }
+    }
+    switch (f.kind()) {
+      case HTTP_400 -> reply(ex, 400, JSON.createObjectNode().put("error", "injected 400"));
+      case SUCCESS_FALSE -> reply(ex, 200, JSON.createObjectNode().put("success", false)
+          .put("message", "injected success:false"));
+      default -> reply(ex, 500, JSON.createObjectNode().put("error", "injected 500"));
+    }
+  }
+
+  private void route(Reply ex, String route, JsonNode body) throws IOException,
+      InterruptedException {
+    switch (route) {
+      case "/begin_weight_update", "/end_weight_update", "/update_weights_from_disk" -> {
+        synchronized (updateLock) { // one update call at a time, as SGLang
+          update(ex, route, body);
+        }
+      }
+      default -> simple(ex, route, body);
+    }
+  }
+
+  private synchronized void simple(Reply ex, String route, JsonNode body) throws IOException {
     ObjectNode ok = JSON.createObjectNode();
     switch (route) {
-      case "/health" -> reply(ex, 200, ok);
-      case "/get_model_info" -> reply(ex, 200, ok.put("model_path", modelPath)
+      case "/health" -> ex.send(200, ok);
+      case "/get_model_info" -> ex.send(200, ok.put("model_path", modelPath)
           .put("weight_version", weightVersion));
-      case "/get_weight_version" -> reply(ex, 200, ok.put("weight_version", weightVersion));
+      case "/get_weight_version" -> ex.send(200, ok.put("weight_version", weightVersion));
       case "/pause_generation" -> {
         paused = true;
-        reply(ex, 200, ok);
+        ex.send(200, ok);
       }
       case "/continue_generation" -> {
+        if (sessionOpen || partialLoad) {
+          violations++;
+        }
         paused = false;
-        reply(ex, 200, ok);
+        ex.send(200, ok);
       }
       case "/flush_cache" -> {
         if (faults.flush400 != 0) {
           faults.flush400 = faults.flush400 > 0 ? faults.flush400 - 1 : -1;
-          reply(ex, 400, ok.put("message", "requests are still running"));
+          ex.send(400, ok.put("message", "requests are still running"));
         } else {
-          reply(ex, 200, ok);
+          ex.send(200, ok);
         }
       }
-      case "/begin_weight_update", "/end_weight_update" ->
-          reply(ex, faults.sessionRoutes404 ? 404 : 200, ok);
-      case "/update_weights_from_disk" -> load(ex, body);
       case "/update_weight_version" -> {
         weightVersion = body.path("new_version").asText(weightVersion);
-        reply(ex, 200, ok);
+        ex.send(200, ok);
       }
-      default -> reply(ex, 404, ok.put("error", "no route " + route));
+      default -> ex.send(404, ok.put("error", "no route " + route));
     }
   }
 
-  private void load(HttpExchange ex, JsonNode body) throws IOException {
-    if (faults.loadFailsForever || faults.loadFailures > 0) {
-      if (faults.loadFailures > 0) {
-        faults.loadFailures--;
+  private void update(Reply ex, String route, JsonNode body) throws IOException,
+      InterruptedException {
+    ObjectNode ok = JSON.createObjectNode();
+    if (!route.equals("/update_weights_from_disk")) {
+      synchronized (this) {
+        if (faults.sessionRoutes404) {
+          ex.send(404, ok);
+          return;
+        }
+        sessionOpen = route.equals("/begin_weight_update");
       }
-      weightVersion = "mixed"; // a failed load may leave part of a folder loaded
-      reply(ex, 500, JSON.createObjectNode().put("success", false)
-          .put("message", "injected load failure"));
+      ex.send(200, ok);
       return;
     }
+    long loadMillis;
+    synchronized (this) {
+      loadMillis = faults.loadMillis;
+      if (faults.loadFailsForever || faults.loadFailures > 0) {
+        if (faults.loadFailures > 0) {
+          faults.loadFailures--;
+        }
+        partialLoad = true; // a failed load may leave part of a folder loaded; the label stays
+        ex.send(500, JSON.createObjectNode().put("success", false)
+            .put("message", "injected load failure"));
+        return;
+      }
+    }
+    if (loadMillis > 0) {
+      Thread.sleep(loadMillis);
+    }
+    load(ex, body);
+  }
+
+  private void load(Reply ex, JsonNode body) throws IOException {
     String path = body.path("model_path").asText("");
     String version = body.path("weight_version").asText("");
+    int tensors;
+    long bytes = 0;
     try (CheckpointFolder f = CheckpointFolder.open(Path.of(path))) {
       if (!f.config().has("quantization_config") && f.tensors().stream()
           .anyMatch(t -> t.dtype() != dev.weightsync.core.tensor.DType.BF16)) {
         throw new IOException("quantized tensors but no quantization_config in config.json");
       }
-      long bytes = 0;
       for (TensorSpec t : f.tensors()) {
         var w = f.source(t.name()).window(0, (int) Math.min(t.byteLength(), Integer.MAX_VALUE));
         bytes += w.remaining();
       }
-      loadedTensors = f.tensors().size();
-      loadedBytes = bytes;
+      tensors = f.tensors().size();
     } catch (IOException | RuntimeException e) {
-      reply(ex, 200, JSON.createObjectNode().put("success", false)
+      synchronized (this) {
+        partialLoad = true;
+      }
+      ex.send(200, JSON.createObjectNode().put("success", false)
           .put("message", "cannot load " + path + ": " + e.getMessage()).put("num_paused_requests", 0));
       return;
     }
-    modelPath = path;
-    weightVersion = version;
-    reply(ex, 200, JSON.createObjectNode().put("success", true)
-        .put("message", "loaded " + loadedTensors + " tensors").put("num_paused_requests", 0));
+    synchronized (this) {
+      loadedTensors = tensors;
+      loadedBytes = bytes;
+      modelPath = path;
+      weightVersion = version;
+      partialLoad = false; // a complete folder replaced every weight
+    }
+    ex.send(200, JSON.createObjectNode().put("success", true)
+        .put("message", "loaded " + tensors + " tensors").put("num_paused_requests", 0));
   }
 
   private void control(HttpExchange ex, String route, JsonNode body) throws IOException {
@@ -226,18 +358,28 @@ public final class StandInEngine implements AutoCloseable {
         }
         case "/_state" -> reply(ex, 200, JSON.createObjectNode().put("paused", paused)
             .put("weight_version", weightVersion).put("model_path", modelPath)
-            .put("loaded_tensors", loadedTensors).put("loaded_bytes", loadedBytes));
+            .put("loaded_tensors", loadedTensors).put("loaded_bytes", loadedBytes)
+            .put("mixed", sessionOpen || partialLoad).put("violations", violations));
         case "/_faults" -> {
           faults.sessionRoutes404 = body.path("session_routes_404").asBoolean(faults.sessionRoutes404);
           faults.loadFailures = body.path("load_failures").asInt(faults.loadFailures);
           faults.loadFailsForever = body.path("load_fails_forever").asBoolean(faults.loadFailsForever);
           faults.flush400 = body.path("flush_400").asInt(faults.flush400);
           faults.slowMillis = body.path("slow_ms").asLong(faults.slowMillis);
+          faults.loadMillis = body.path("load_ms").asLong(faults.loadMillis);
+          body.path("routes").properties().forEach(kv -> faults.routes.put(kv.getKey(),
+              RouteFault.of(kv.getValue().path("kind").asText(), kv.getValue().path("count")
+                  .asInt(1), kv.getValue().path("ms").asLong(0))));
           reply(ex, 200, JSON.createObjectNode());
         }
         default -> reply(ex, 404, JSON.createObjectNode());
       }
     }
+  }
+
+  /** Where a route's answer goes. */
+  private interface Reply {
+    void send(int status, JsonNode body) throws IOException;
   }
 
   private static void reply(HttpExchange ex, int status, JsonNode body) throws IOException {
@@ -249,8 +391,49 @@ public final class StandInEngine implements AutoCloseable {
     }
   }
 
+  /**
+   * The answer of work done under a GARBAGE, DROP or SLOW fault: kept while the route runs (under
+   * the engine's locks), sent the faulty way by {@link #finish} once it has returned.
+   */
+  private static final class DiscardingReply implements Reply {
+    private final HttpExchange ex;
+    private final RouteFault fault;
+    private int status;
+    private JsonNode body;
+
+    DiscardingReply(HttpExchange ex, RouteFault fault) {
+      this.ex = ex;
+      this.fault = fault;
+    }
+
+    @Override
+    public void send(int status, JsonNode body) {
+      this.status = status;
+      this.body = body;
+    }
+
+    void finish() throws IOException, InterruptedException {
+      switch (fault.kind()) {
+        case DROP -> ex.close(); // no status line: the caller sees the connection end
+        case GARBAGE -> {
+          byte[] garbage = "<html>502 Bad Gateway".getBytes(StandardCharsets.UTF_8);
+          ex.sendResponseHeaders(200, garbage.length);
+          try (OutputStream out = ex.getResponseBody()) {
+            out.write(garbage);
+          }
+        }
+        default -> { // SLOW: the work is done; the answer comes late
+          Thread.sleep(fault.millis());
+          reply(ex, status, body);
+        }
+      }
+    }
+  }
+
   @Override
   public void close() {
+    closed = true;
     server.stop(0);
+    handlers.shutdownNow();
   }
 }
