@@ -230,6 +230,9 @@ final class ServeCommand implements Callable<Integer> {
       System.err.println("weightsync: shutting down (NOT_SERVING; in-flight versions get "
           + cfg.shutdownGrace().toSeconds() + " s)");
       sidecar.close();
+      if (!sidecar.shutdownReport().isEmpty()) {
+        System.err.println("weightsync: " + sidecar.shutdownReport());
+      }
     }, "weightsync-shutdown"));
     System.err.println("weightsync: serving on port " + sidecar.port() + " with " + cfg);
     sidecar.awaitTermination();

@@ -7,6 +7,7 @@ import dev.weightsync.server.Sidecar;
 import dev.weightsync.server.config.ConfigLoader;
 import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.config.SidecarConfig;
+import dev.weightsync.server.pipeline.VersionCoordinator;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.ContainerPort;
@@ -135,6 +136,10 @@ class KubernetesManifestsIT {
     Path file = tmp.resolve(inPod.getFileName());
     Files.writeString(file, cm.getData().get(inPod.getFileName().toString()));
     SidecarConfig config = ConfigLoader.load(file, env(c), Map.of());
+    // Kubernetes waits for the whole shutdown: the grace, then the leases' resumes
+    assertThat(pod.getTerminationGracePeriodSeconds()).as("terminationGracePeriodSeconds")
+        .isGreaterThan(config.shutdownGrace().toSeconds()
+            + VersionCoordinator.ABANDONED_SESSION_BOUND_SECONDS);
     assertThat(config.port()).isEqualTo(port(c, "grpc"));
     assertThat(config.metricsPort()).isEqualTo(port(c, "metrics"));
     mount(c, config.stagingDir().toString());

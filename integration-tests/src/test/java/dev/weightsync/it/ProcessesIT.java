@@ -106,7 +106,7 @@ class ProcessesIT {
     }
     assertThat(r.stdout())
         .contains("engine calls, in order: [/pause_generation, /flush_cache, /begin_weight_update,"
-            + " /update_weights_from_disk, /end_weight_update, /continue_generation, /get_weight_version]")
+            + " /update_weights_from_disk, /end_weight_update, /get_weight_version, /continue_generation]")
         .contains("engine now serves 'step-1'")
         .contains("tensors identical");
   }

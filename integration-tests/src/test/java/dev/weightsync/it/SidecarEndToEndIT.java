@@ -21,7 +21,7 @@ class SidecarEndToEndIT {
 
   static final List<String> SGLANG_SEQUENCE = List.of("/pause_generation", "/flush_cache",
       "/begin_weight_update", "/update_weights_from_disk", "/end_weight_update",
-      "/continue_generation", "/get_weight_version");
+      "/get_weight_version", "/continue_generation"); // confirmed before it is resumed
 
   @TempDir Path tmp;
 

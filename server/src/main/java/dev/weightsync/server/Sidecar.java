@@ -13,6 +13,7 @@ import dev.weightsync.server.config.SidecarConfig;
 import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineSet;
+import dev.weightsync.server.engine.EngineState;
 import dev.weightsync.server.engine.SessionLedger;
 import dev.weightsync.server.pipeline.DeliveryPolicy;
 import dev.weightsync.server.relay.RelayTargets;
@@ -44,6 +45,7 @@ import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
+import java.time.Duration;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
@@ -150,6 +152,10 @@ public final class Sidecar implements AutoCloseable {
     this.metrics = new SyncMetrics(registry, quantizer.device(), coordinator::inFlight,
         this::stagingBytes);
     coordinator.metrics(metrics);
+    for (EngineAdapter e : engines) {
+      metrics.engineState(e.name(),
+          () -> unreachable.contains(e.name()) ? EngineState.UNREACHABLE : e.state().state());
+    }
     CudaIpcReader ipc = CudaIpcReader.of(quantizer);
     if (ipc != null) {
       io.micrometer.core.instrument.Gauge.builder("weightsync.cuda.ipc.open.handles", ipc,
@@ -222,13 +228,33 @@ public final class Sidecar implements AutoCloseable {
           "text/plain; version=0.0.4; charset=utf-8"));
       http.start();
     }
-    // Engines a previous run of this sidecar paused and could not resume (it died mid-update).
+    // Engines a previous run of this sidecar left paused or possibly mixed (it died mid-update):
+    // recovered on their own threads before this sidecar reports ready; a version arriving
+    // meanwhile waits for its engine (one session or recovery at a time per engine).
+    List<Thread> recoveries = new ArrayList<>();
     for (EngineAdapter e : engines) {
       if (e instanceof SglangAdapter sglang) {
-        readinessTimer.execute(() -> sglang.recover(v -> !v.startsWith(".") && !v.contains("/")
-            && Files.isDirectory(staging.root().resolve(v))));
+        recoveries.add(new Thread(() -> sglang.recover(staging::newest), "weightsync-recovery"));
       }
     }
+    recovering = recoveries.size();
+    for (Thread t : recoveries) {
+      t.setDaemon(true);
+      t.start();
+    }
+    Thread watch = new Thread(() -> {
+      for (Thread t : recoveries) {
+        try {
+          t.join();
+        } catch (InterruptedException ie) {
+          return;
+        }
+      }
+      recovering = 0;
+      refreshReadiness();
+    }, "weightsync-recovery-watch");
+    watch.setDaemon(true);
+    watch.start();
     // "" is liveness (serving while the process runs); the service name is readiness.
     health.setStatus("", ServingStatus.SERVING);
     refreshReadiness();
@@ -264,9 +290,23 @@ public final class Sidecar implements AutoCloseable {
 
   private volatile java.util.Set<String> unreachable = java.util.Set.of();
 
+  private volatile String shutdownReport = "";
+
+  /** What {@link #close} had to do beyond a clean stop (empty when nothing), for the log. */
+  public String shutdownReport() {
+    return shutdownReport;
+  }
+
+  /** Engines whose recovery after a restart has not finished (not ready until it has). */
+  private volatile int recovering;
+
   private synchronized String refreshReadiness() {
     if (closing) {
       return "shutting down";
+    }
+    if (recovering > 0) {
+      health.setStatus(SERVICE, ServingStatus.NOT_SERVING);
+      return "recovering engines left paused by this sidecar before it restarted";
     }
     List<String> down = engines.stream().filter(e -> !e.healthy()).map(EngineAdapter::name).toList();
     unreachable = java.util.Set.copyOf(down);
@@ -310,6 +350,7 @@ public final class Sidecar implements AutoCloseable {
    */
   @Override
   public void close() {
+    long deadline = System.nanoTime() + config.shutdownGrace().toNanos();
     synchronized (this) {
       closing = true;
     }
@@ -328,7 +369,7 @@ public final class Sidecar implements AutoCloseable {
     if (http != null) {
       http.stop(0);
     }
-    coordinator.close();
+    shutdownReport = coordinator.close(Duration.ofNanos(Math.max(0, deadline - System.nanoTime())));
     service.close();
     workers.shutdownNow();
     quantizer.close();

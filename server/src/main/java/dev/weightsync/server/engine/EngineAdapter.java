@@ -21,4 +21,11 @@ public interface EngineAdapter {
 
   /** Whether the engine answers its health check now (for readiness). */
   boolean healthy();
+
+  /**
+   * At shutdown, once the grace is over: ends the calls in flight so that the session ends now,
+   * through its lease (an engine with untouched weights is still resumed). Never interrupts.
+   */
+  default void abandon() {
+  }
 }

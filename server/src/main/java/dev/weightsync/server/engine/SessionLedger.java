@@ -12,16 +12,13 @@ import java.nio.file.StandardOpenOption;
 import java.util.Optional;
 
 /**
- * What this sidecar has done to its engines that outlives a crash: for each engine, the update
- * session it is in (the version it served before and the one being loaded) or that it left the
- * engine paused after a failed load. Kept as one small JSON file in the staging folder while an
- * entry exists, rewritten atomically (temporary file, fsync, rename), so that a sidecar killed
- * mid-session finds out at restart which engines it paused.
+ * The engines' {@link EngineWeights} that must outlive this process: one small JSON file in the
+ * staging folder, rewritten atomically (temporary file, fsync, rename) before every step that
+ * changes what an engine holds. An engine this sidecar last left serving a version it confirmed
+ * needs no entry; the file exists only while some engine is paused or possibly mixed, so that a
+ * sidecar killed mid-session knows at restart what it left behind.
  */
 public final class SessionLedger {
-
-  /** An engine's entry: {@code leftPaused} false while a session runs. */
-  public record Entry(String previous, String target, boolean leftPaused) {}
 
   private static final ObjectMapper JSON = new ObjectMapper();
   public static final String FILE = ".weightsync-engine-sessions.json";
@@ -33,48 +30,55 @@ public final class SessionLedger {
     this.file = stagingRoot.resolve(FILE);
     ObjectNode read = JSON.createObjectNode();
     if (Files.exists(file)) {
+      JsonNode n;
       try {
-        JsonNode n = JSON.readTree(file.toFile());
-        if (n instanceof ObjectNode o) {
-          read = o;
-        }
+        n = JSON.readTree(file.toFile());
       } catch (IOException e) {
-        // a torn file cannot happen (atomic rename); an unreadable one says nothing reliable
+        n = null; // a torn file cannot happen (atomic rename); an unreadable one proves nothing
       }
+      read = n instanceof ObjectNode o ? o : unreadable();
     }
     this.entries = read;
   }
 
-  public synchronized Optional<Entry> get(String engine) {
-    JsonNode e = entries.get(engine);
+  /** An unreadable ledger: every engine it might name is treated as possibly mixed. */
+  private static ObjectNode unreadable() {
+    ObjectNode o = JSON.createObjectNode();
+    o.putObject("*").put("kind", EngineWeights.Kind.MAYBE_MIXED.name())
+        .put("reason", "the session ledger could not be read");
+    return o;
+  }
+
+  /** What was recorded for {@code engine}; empty when nothing needs recovering. */
+  public synchronized Optional<EngineWeights> get(String engine) {
+    JsonNode e = entries.has(engine) ? entries.get(engine) : entries.get("*");
     if (e == null) {
       return Optional.empty();
     }
-    return Optional.of(new Entry(e.path("previous").asText(""), e.path("target").asText(""),
-        e.path("left_paused").asBoolean(false)));
+    if (!e.has("kind")) { // the format before kinds: a session in flight or a failed load
+      return Optional.of(EngineWeights.maybeMixed(e.path("previous").asText(""),
+          e.path("target").asText(""), "recorded by an older sidecar mid-session"));
+    }
+    EngineWeights.Kind kind;
+    try {
+      kind = EngineWeights.Kind.valueOf(e.path("kind").asText());
+    } catch (IllegalArgumentException bad) {
+      kind = EngineWeights.Kind.MAYBE_MIXED;
+    }
+    return Optional.of(new EngineWeights(kind, e.path("version").asText(""),
+        e.path("target").asText(""), e.path("reason").asText("")));
   }
 
-  /** Before pausing {@code engine} to load {@code target} over {@code previous}. */
-  public synchronized void begin(String engine, String previous, String target) throws IOException {
-    entries.putObject(engine).put("previous", previous).put("target", target)
-        .put("left_paused", false);
+  /** Records {@code w} for {@code engine}, durably, before the step it describes is sent. */
+  public synchronized void record(String engine, EngineWeights w) throws IOException {
+    entries.remove("*");
+    if (w.kind() == EngineWeights.Kind.SERVING || w.kind() == EngineWeights.Kind.UNKNOWN) {
+      entries.remove(engine);
+    } else {
+      entries.putObject(engine).put("kind", w.kind().name()).put("version", w.version())
+          .put("target", w.target()).put("reason", w.reason());
+    }
     save();
-  }
-
-  /** The session ended with the engine left paused on purpose (a failed load). */
-  public synchronized void leftPaused(String engine) throws IOException {
-    JsonNode e = entries.get(engine);
-    if (e instanceof ObjectNode o) {
-      o.put("left_paused", true);
-      save();
-    }
-  }
-
-  /** The engine is serving again (or was never paused): nothing to recover. */
-  public synchronized void clear(String engine) throws IOException {
-    if (entries.remove(engine) != null) {
-      save();
-    }
   }
 
   /** Writes the entries; with none left, removes the file (nothing to recover). */
@@ -89,5 +93,10 @@ public final class SessionLedger {
       c.force(true);
     }
     Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    try (FileChannel dir = FileChannel.open(file.getParent(), StandardOpenOption.READ)) {
+      dir.force(true); // the rename itself, durable
+    } catch (IOException ignored) {
+      // not every filesystem lets a folder be synced; the file's contents are
+    }
   }
 }

@@ -141,6 +141,23 @@ public final class SyncMetrics {
     }).set(behind ? 1 : 0);
   }
 
+  /** The states {@code weightsync_engine_state} has a series for. */
+  public static final java.util.List<String> ENGINE_STATES = java.util.List.of("UNKNOWN", "SERVING",
+      "PAUSED_CLEAN", "MAYBE_MIXED", "SERVING_MIXED", "UNREACHABLE");
+
+  /**
+   * {@code weightsync_engine_state{engine,state}}: 1 for the state {@code state} reports for the
+   * engine now (the one status reports), 0 for the others.
+   */
+  public void engineState(String engine, java.util.function.Supplier<String> state) {
+    for (String s : ENGINE_STATES) {
+      Gauge.builder("weightsync.engine.state", () -> s.equals(state.get()) ? 1 : 0)
+          .tag("engine", engine).tag("state", s)
+          .description("1 for what the engine is in: SERVING, PAUSED_CLEAN, MAYBE_MIXED ...")
+          .register(registry);
+    }
+  }
+
   /** A part refused or a version aborted before any engine was called. */
   public void updateFailed(String outcome, double seconds) {
     record("total", outcome, seconds);

@@ -11,6 +11,7 @@ import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineSet;
 import dev.weightsync.server.engine.EngineOutcome;
 import dev.weightsync.server.engine.EngineResult;
+import dev.weightsync.server.engine.EngineState;
 import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.stage.ShardSpool;
 import dev.weightsync.server.stage.StagingArea;
@@ -297,6 +298,22 @@ public final class VersionCoordinator implements AutoCloseable {
     waiting.forEach(l -> l.failed(v.aborted));
   }
 
+  /**
+   * An adapter that throws (a bug of ours) still has an engine behind it that was called: its
+   * result says so, with the state the adapter recorded, instead of "no engine was called".
+   */
+  private static EngineResult updateOrReport(EngineAdapter e, Delivery d) {
+    try {
+      return e.update(d);
+    } catch (RuntimeException | Error bug) {
+      LOG.severe(e.name() + ": the engine adapter failed: " + bug);
+      EngineState s = e.state();
+      return new EngineResult(e.name(), EngineOutcome.FAILED_PAUSED, "", "internal error while"
+          + " updating the engine (" + bug + "); it is left as recorded: " + s.state()
+          + (s.lastError().isEmpty() ? "" : " (" + s.lastError() + ")"), 0, "internal");
+    }
+  }
+
   private void discard(Version v) {
     try {
       CheckpointConverter.deleteTree(v.directory);
@@ -339,7 +356,7 @@ public final class VersionCoordinator implements AutoCloseable {
       Delivery delivery = new Delivery(staged, v.id, partIndex, partByPart ? v.globalCount : 1);
       List<CompletableFuture<EngineResult>> calls = new ArrayList<>();
       for (EngineAdapter e : targets) {
-        calls.add(CompletableFuture.supplyAsync(() -> e.update(delivery), engineCalls));
+        calls.add(CompletableFuture.supplyAsync(() -> updateOrReport(e, delivery), engineCalls));
       }
       List<EngineResult> results = calls.stream().map(CompletableFuture::join).toList();
       double engineSeconds = (System.nanoTime() - engineStart) / 1e9;
@@ -463,13 +480,38 @@ public final class VersionCoordinator implements AutoCloseable {
 
   @Override
   public void close() {
+    close(java.time.Duration.ZERO);
+  }
+
+  /**
+   * Stops: versions being delivered get {@code grace} to finish; then each engine's calls in
+   * flight are abandoned, so that each session ends now through its lease (an engine whose weights
+   * are untouched is resumed, one possibly mixed stays paused and recorded for the next start).
+   * Nothing is interrupted: a resume is never cut short. Returns what it had to do (empty when
+   * every session finished in time), for a process whose logging may already be shut down.
+   */
+
+  public String close(java.time.Duration grace) {
     timer.shutdownNow();
     delivery.shutdown();
+    String report = "";
     try {
-      delivery.awaitTermination(30, TimeUnit.SECONDS);
+      if (!delivery.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+        report = "engine sessions still running after the shutdown grace: ending them through"
+            + " their leases";
+        LOG.warning(report);
+        engines.known().forEach(EngineAdapter::abandon);
+        delivery.awaitTermination(ABANDONED_SESSION_BOUND_SECONDS, TimeUnit.SECONDS);
+        report += "; " + engines.known().stream().map(e -> e.name() + " " + e.state().state())
+            .toList();
+      }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    engineCalls.shutdownNow();
+    engineCalls.shutdown();
+    return report;
   }
+
+  /** How long an abandoned session may take to end: its lease's resume (at most 60 s) and more. */
+  public static final long ABANDONED_SESSION_BOUND_SECONDS = 75;
 }

@@ -96,13 +96,21 @@ public final class RelayAdapter implements EngineAdapter, AutoCloseable {
   private EngineResult fromResponse(String version, UpdateWeightsResponse r, long start) {
     List<EngineResult> behind = new ArrayList<>();
     for (dev.weightsync.proto.v1.EngineResult e : r.getEnginesList()) {
+      // each outcome as it is; one this sidecar does not know (a newer engine-side sidecar) is
+      // not taken for "untouched": the engine may be paused, and the message says so
       EngineOutcome outcome = switch (e.getOutcome()) {
         case LOADED -> EngineOutcome.LOADED;
+        case FAILED_UNTOUCHED -> EngineOutcome.FAILED_UNTOUCHED;
         case FAILED_PAUSED -> EngineOutcome.FAILED_PAUSED;
         case FAILED_RESUMED -> EngineOutcome.FAILED_RESUMED;
-        default -> EngineOutcome.FAILED_UNTOUCHED;
+        default -> EngineOutcome.FAILED_PAUSED;
       };
-      behind.add(new EngineResult(e.getEngine(), outcome, e.getLoadedVersion(), e.getMessage(),
+      String message = outcome == EngineOutcome.FAILED_PAUSED
+          && e.getOutcome() != dev.weightsync.proto.v1.EngineOutcome.FAILED_PAUSED
+          ? "unrecognized outcome " + e.getOutcomeValue() + " from the engine-side sidecar: "
+              + e.getMessage()
+          : e.getMessage();
+      behind.add(new EngineResult(e.getEngine(), outcome, e.getLoadedVersion(), message,
           e.getSeconds(), ""));
     }
     EngineOutcome worst = EngineOutcome.LOADED;

@@ -101,17 +101,32 @@ public final class StagingArea {
     return target;
   }
 
-  /** Deletes all but the newest {@code keep} published versions. */
+  /**
+   * Deletes all but the newest {@code keep} published versions. The newest is never deleted
+   * (keep is at least 1): it is the complete version an engine left possibly mixed is loaded from.
+   */
   public void prune() throws IOException {
-    List<Path> versions;
+    List<Path> versions = published();
+    for (Path old : versions.subList(Math.min(keep, versions.size()), versions.size())) {
+      CheckpointConverter.deleteTree(old);
+    }
+  }
+
+  /** The newest complete published version (folders under temporary names are not complete). */
+  public java.util.Optional<Path> newest() {
+    try {
+      return published().stream().findFirst();
+    } catch (IOException e) {
+      return java.util.Optional.empty();
+    }
+  }
+
+  private List<Path> published() throws IOException {
     try (Stream<Path> s = Files.list(root)) {
-      versions = s.filter(Files::isDirectory)
+      return s.filter(Files::isDirectory)
           .filter(p -> !p.getFileName().toString().startsWith("."))
           .sorted(Comparator.comparing(StagingArea::modified).reversed())
           .toList();
-    }
-    for (Path old : versions.subList(Math.min(keep, versions.size()), versions.size())) {
-      CheckpointConverter.deleteTree(old);
     }
   }
 
