@@ -10,7 +10,7 @@ import picocli.CommandLine.Command;
     versionProvider = Version.class,
     description = "Requantize BF16 weights into FP8/INT4 and load them into an inference engine.",
     subcommands = {ServeCommand.class, PushCommand.class, StatusCommand.class, HealthCommand.class,
-        ConvertCommand.class, CompareCommand.class, DemoCommand.class, EngineCommand.class, BenchCommand.class})
+        ResumeCommand.class, ConvertCommand.class, CompareCommand.class, DemoCommand.class, EngineCommand.class, BenchCommand.class})
 public final class WeightsyncCommand implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

@@ -138,6 +138,19 @@ public final class WeightSyncClient implements AutoCloseable {
         .getStatus(GetStatusRequest.getDefaultInstance());
   }
 
+  /**
+   * Asks the sidecar to resume {@code engine} (an operator's release); one that may hold a mix
+   * of two versions only with {@code acceptMixed}.
+   *
+   * @throws StatusRuntimeException FAILED_PRECONDITION saying why it was not resumed
+   */
+  public dev.weightsync.proto.v1.ResumeEngineResponse resumeEngine(String engine,
+      boolean acceptMixed) {
+    return WeightSyncGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS)
+        .resumeEngine(dev.weightsync.proto.v1.ResumeEngineRequest.newBuilder().setEngine(engine)
+            .setAcceptMixed(acceptMixed).build());
+  }
+
   /** Pushes every tensor of a checkpoint folder as one part. */
   public UpdateWeightsResponse pushFolder(Path dir, String version, int part, int parts)
       throws IOException {

@@ -83,7 +83,7 @@ class ProcessesIT {
 
   @Test
   void everyCommandPrintsItsHelp() throws Exception {
-    for (String command : List.of("serve", "push", "status", "health", "convert", "compare", "demo",
+    for (String command : List.of("serve", "push", "status", "health", "resume", "convert", "compare", "demo",
         "engine", "bench")) {
       Launcher.Result r = Launcher.weightsync(command, "--help");
       assertThat(r.exitCode()).as(command + ": " + r.stdout() + r.stderr()).isZero();

@@ -24,6 +24,12 @@ final class SidecarHarness implements AutoCloseable {
   }
 
   SidecarHarness(Path dir, Map<String, Object> extra, String adminKey) throws IOException {
+    this(dir, extra, adminKey, null);
+  }
+
+  /** With {@code clientToken}, the harness's client sends it (a sidecar with auth-token-file). */
+  SidecarHarness(Path dir, Map<String, Object> extra, String adminKey, String clientToken)
+      throws IOException {
     engine = new StandInEngine(0, adminKey).start();
     staging = dir.resolve("staging");
     Map<String, Object> flags = new HashMap<>(Map.of("port", 0, "metrics-port", -1,
@@ -32,7 +38,7 @@ final class SidecarHarness implements AutoCloseable {
         "engine-backoff", "10ms"));
     flags.putAll(extra);
     sidecar = new Sidecar(ConfigLoader.load(null, Map.of(), flags)).start();
-    client = WeightSyncClient.connect("127.0.0.1:" + sidecar.port());
+    client = WeightSyncClient.connect("127.0.0.1:" + sidecar.port(), clientToken);
   }
 
   /** Published version folders (not temporary ones). */

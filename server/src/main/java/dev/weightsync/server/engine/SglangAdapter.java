@@ -110,6 +110,38 @@ public final class SglangAdapter implements EngineAdapter {
     }
   }
 
+  /**
+   * An operator's release of the engine: resumed unless its weights may be mixed, and then only
+   * with {@code acceptMixed}. Waits for a session or recovery in progress to end.
+   *
+   * @throws IllegalStateException naming why it was not resumed
+   */
+  public EngineState operatorResume(boolean acceptMixed) {
+    oneAtATime.lock();
+    try {
+      EngineWeights w = state.weights();
+      if (w.kind() == EngineWeights.Kind.MAYBE_MIXED && !acceptMixed) {
+        throw new IllegalStateException(baseUrl + " may hold a mix of '" + w.version() + "' and '"
+            + w.target() + "' (" + w.reason() + "); it is resumed only with --accept-mixed, or"
+            + " by a version that loads");
+      }
+      PausedEngine lease = new PausedEngine(baseUrl, http, state);
+      PausedEngine.Ending end = acceptMixed ? lease.acceptMixed() : lease.close();
+      if (end != PausedEngine.Ending.RESUMED) {
+        throw new IllegalStateException(baseUrl + ": continue_generation failed: "
+            + lease.resumeError());
+      }
+      LOG.warning(baseUrl + ": resumed by an operator" + (w.mixed() ? " over possibly mixed"
+          + " weights (accept-mixed)" : "") + "; it was " + w.kind());
+      state.settle(w.mixed() ? EngineWeights.servingMixed(w.version(), w.target(),
+          "resumed by an operator (accept-mixed): it may serve a mix of versions")
+          : w.kind() == EngineWeights.Kind.UNKNOWN ? w : EngineWeights.serving(w.version()));
+      return state();
+    } finally {
+      oneAtATime.unlock();
+    }
+  }
+
   /** At shutdown, after the grace: ends the calls in flight; the session's lease then ends it. */
   @Override
   public void abandon() {

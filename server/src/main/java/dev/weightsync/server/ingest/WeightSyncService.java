@@ -327,6 +327,35 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     return b.build();
   }
 
+  /** {@code weightsync resume}: an operator releases a paused engine on purpose. */
+  @Override
+  public void resumeEngine(dev.weightsync.proto.v1.ResumeEngineRequest request,
+      StreamObserver<dev.weightsync.proto.v1.ResumeEngineResponse> responses) {
+    String name = request.getEngine();
+    dev.weightsync.server.engine.SglangAdapter engine = coordinator.engines().stream()
+        .filter(e -> e instanceof dev.weightsync.server.engine.SglangAdapter && e.name().equals(name))
+        .map(e -> (dev.weightsync.server.engine.SglangAdapter) e).findFirst().orElse(null);
+    if (engine == null) {
+      responses.onError(io.grpc.Status.NOT_FOUND.withDescription("no engine '"
+          + PartReceiver.printable(name) + "' here; engines: "
+          + coordinator.engines().stream().map(EngineAdapter::name).toList()).asException());
+      return;
+    }
+    try {
+      boolean mixed = engine.weights().mixed();
+      EngineState s = engine.operatorResume(request.getAcceptMixed());
+      if (metrics != null) {
+        metrics.operatorResume(name, mixed);
+      }
+      responses.onNext(dev.weightsync.proto.v1.ResumeEngineResponse.newBuilder().setEngine(name)
+          .setState(s.state()).setMessage(s.lastError()).build());
+      responses.onCompleted();
+    } catch (IllegalStateException e) {
+      responses.onError(io.grpc.Status.FAILED_PRECONDITION.withDescription(e.getMessage())
+          .asException());
+    }
+  }
+
   @Override
   public void getStatus(GetStatusRequest request, StreamObserver<GetStatusResponse> responses) {
     GetStatusResponse.Builder b = GetStatusResponse.newBuilder()

@@ -158,6 +158,14 @@ public final class SyncMetrics {
     }
   }
 
+  /** An operator resumed {@code engine} ({@code weightsync resume}), over mixed weights or not. */
+  public void operatorResume(String engine, boolean acceptedMixed) {
+    io.micrometer.core.instrument.Counter.builder("weightsync.engine.operator.resumes")
+        .tag("engine", engine).tag("accept_mixed", String.valueOf(acceptedMixed))
+        .description("Engines resumed by an operator's weightsync resume").register(registry)
+        .increment();
+  }
+
   /** A part refused or a version aborted before any engine was called. */
   public void updateFailed(String outcome, double seconds) {
     record("total", outcome, seconds);
