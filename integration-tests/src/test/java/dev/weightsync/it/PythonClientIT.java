@@ -61,9 +61,13 @@ class PythonClientIT {
     Launcher.Result mk = Launcher.run(List.of(PY, "-m", "venv", "--system-site-packages",
         venv.toString()), 120);
     assertThat(mk.exitCode()).as(mk.stdout() + mk.stderr()).isZero();
+    // from a copy: setuptools builds in the source folder (build/, *.egg-info), not in the checkout
+    Path source = tmp.resolve("client-python");
+    Launcher.Result copy = Launcher.run(List.of("cp", "-r",
+        Launcher.root().resolve("client/python").toString(), source.toString()), 60);
+    assertThat(copy.exitCode()).as(copy.stderr()).isZero();
     Launcher.Result install = Launcher.run(List.of(venv.resolve("bin/pip").toString(), "install",
-        "--no-build-isolation", "--no-index", Launcher.root().resolve("client/python").toString()),
-        300);
+        "--no-build-isolation", "--no-index", source.toString()), 300);
     assertThat(install.exitCode()).as(install.stdout() + install.stderr()).isZero();
     try (SidecarHarness h = new SidecarHarness(tmp.resolve("sidecar"), Map.of("format", "fp8-block"))) {
       // run from an empty folder with no PYTHONPATH: the import comes from the venv alone
