@@ -19,6 +19,23 @@ final class Dequantized {
 
   record Difference(long elements, double largest) {}
 
+  /** Counts the dequantized weights that differ, and the largest difference. */
+  private static final class Tally {
+    private long differing;
+    private double largest;
+
+    void add(float expected, float actual) {
+      if (Float.compare(expected, actual) != 0) {
+        differing++;
+        largest = Math.max(largest, Math.abs((double) expected - actual));
+      }
+    }
+
+    Difference difference() {
+      return new Difference(differing, largest);
+    }
+  }
+
   /** Null when {@code name} is not a quantized weight with scales of the expected shape in both. */
   static Difference compare(String name, TensorSpec spec, CheckpointFolder exp, CheckpointFolder act)
       throws IOException {
@@ -44,8 +61,7 @@ final class Dequantized {
     }
     TensorSource e = exp.source(name);
     TensorSource a = act.source(name);
-    long differing = 0;
-    double largest = 0;
+    Tally tally = new Tally();
     long step = Math.max(1, WINDOW_BYTES / k);
     for (long r0 = 0; r0 < n; r0 += step) {
       int rows = (int) Math.min(step, n - r0);
@@ -56,13 +72,10 @@ final class Dequantized {
         int block = (int) ((r / 128) * scaleShape[1] + (i % k) / 128);
         float ev = E4m3.decode(ew.get(i)) * es[block];
         float av = E4m3.decode(aw.get(i)) * as[block];
-        if (Float.compare(ev, av) != 0) {
-          differing++;
-          largest = Math.max(largest, Math.abs((double) ev - av));
-        }
+        tally.add(ev, av);
       }
     }
-    return new Difference(differing, largest);
+    return tally.difference();
   }
 
   private static Difference int4(String name, TensorSpec spec, CheckpointFolder exp,
@@ -86,8 +99,7 @@ final class Dequantized {
     }
     TensorSource e = exp.source(name);
     TensorSource a = act.source(name);
-    long differing = 0;
-    double largest = 0;
+    Tally tally = new Tally();
     long step = Math.max(1, WINDOW_BYTES / (words * 4));
     for (long r0 = 0; r0 < n; r0 += step) {
       int rows = (int) Math.min(step, n - r0);
@@ -102,14 +114,11 @@ final class Dequantized {
           int at = (int) (r * groups + c / g);
           float ev = (((ep >>> (4 * j)) & 0xF) - 8) * es[at];
           float av = (((ap >>> (4 * j)) & 0xF) - 8) * as[at];
-          if (Float.compare(ev, av) != 0) {
-            differing++;
-            largest = Math.max(largest, Math.abs((double) ev - av));
-          }
+          tally.add(ev, av);
         }
       }
     }
-    return new Difference(differing, largest);
+    return tally.difference();
   }
 
   /** The whole scale tensor as f32, or null when it is absent or of another dtype or shape. */
