@@ -9,8 +9,8 @@ device: they are copied to the host), NumPy arrays, or ``RawTensor(data, dtype, 
 
 Needs ``grpcio`` and ``protobuf`` (4.21 or newer); the protobuf message classes ship in
 ``_generated`` (``generate_stubs.sh`` regenerates them after a change to the proto, and
-``tests/test_generated.py`` fails while they are stale). A fast CRC32C comes from the ``crc32c``
-or ``google_crc32c`` module; without either, a slow pure-Python one is used.
+``tests/test_generated.py`` fails while they are stale). Chunks carry a CRC32C from the ``crc32c``
+or ``google_crc32c`` module; without either, zlib's CRC-32 (as fast), which the header declares.
 """
 from __future__ import annotations
 
@@ -55,38 +55,28 @@ class PushError(Exception):
         self.details = details
 
 
-def _crc32c_function():
-    """(crc32c function, whether it is a fast native one)."""
+def _checksum_function():
+    """(checksum function, the header's "checksum" option for it, whether it is CRC32C).
+
+    CRC32C through the ``crc32c`` (or ``google_crc32c``) module where one is installed; otherwise
+    zlib's CRC-32, which every Python has, runs at memory speed and releases the GIL, declared in
+    the header so that the sidecar checks that instead (docs/wire.md). Never a Python loop."""
     try:
         import crc32c  # Debian: python3-crc32c
-        return crc32c.crc32c, True
+        return crc32c.crc32c, "crc32c", True
     except ImportError:
         pass
     try:
         import google_crc32c
-        return (lambda data: google_crc32c.value(bytes(data))), True
+        return (lambda data: google_crc32c.value(bytes(data))), "crc32c", True
     except ImportError:
         pass
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-
-    def slow(data):
-        c = 0xFFFFFFFF
-        for b in bytes(data):
-            c = table[(c ^ b) & 0xFF] ^ (c >> 8)
-        return c ^ 0xFFFFFFFF
-
-    print("weightsync_client: no crc32c module; using a slow pure-Python CRC32C"
-          " (push(checksums=False) skips it on TLS or loopback)", file=sys.stderr)
-    return slow, False
+    import zlib
+    return zlib.crc32, "crc32", False
 
 
-_crc32c, FAST_CRC32C = _crc32c_function()
-"""Whether a native CRC32C module is there; without one, consider push(checksums=False)."""
+_checksum, _CHECKSUM_NAME, FAST_CRC32C = _checksum_function()
+"""Whether a native CRC32C module is there; without one, chunks carry zlib's CRC-32 instead."""
 
 _TORCH_DTYPES = {
     "torch.bfloat16": "BF16", "torch.float16": "F16", "torch.float32": "F32",
@@ -101,7 +91,8 @@ _NUMPY_DTYPES = {
 
 
 def _as_bytes(tensor: Any) -> Tuple[memoryview, str, Tuple[int, ...]]:
-    """(little-endian bytes, safetensors dtype, shape) of a torch tensor, array or RawTensor."""
+    """(little-endian bytes, safetensors dtype, shape) of a host torch tensor, array or RawTensor
+    (a view of the tensor's memory where it is contiguous: no copy)."""
     if isinstance(tensor, RawTensor):
         return memoryview(tensor.data).cast("B"), tensor.dtype, tuple(int(d) for d in tensor.shape)
     module = type(tensor).__module__
@@ -125,33 +116,141 @@ def _as_bytes(tensor: Any) -> Tuple[memoryview, str, Tuple[int, ...]]:
     raise TypeError(f"cannot send a {type(tensor).__name__}: use a torch tensor, a numpy array or RawTensor")
 
 
+def _varint(n):
+    out = bytearray()
+    while True:
+        low = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+_CHUNK_FIELD = b"\x12"  # UpdateWeightsRequest.chunk: field 2, length-delimited
+_DATA_FIELD = b"\x2a"   # TensorChunk.data: field 5, length-delimited
+
+
+def _chunk_message(name, dtype, shape, offset, piece, crc):
+    """One serialized UpdateWeightsRequest carrying ``piece``, which is copied once (into the
+    message's bytes) instead of three times (``tobytes``, the message, its serialization): the
+    chunk's other fields are serialized by protobuf and ``data`` is appended as its own field,
+    which the wire format allows in any order."""
+    head = pb.TensorChunk(name=name, dtype=dtype, shape=shape, offset=offset,
+                          crc32c=crc).SerializeToString()
+    n = len(piece)
+    data_prefix = _DATA_FIELD + _varint(n)
+    inner = len(head) + len(data_prefix) + n
+    return b"".join((_CHUNK_FIELD, _varint(inner), head, data_prefix, piece))
+
+
 def _requests(named_tensors, version, part, parts, chunk_bytes, checksums=True):
+    """The serialized messages of one part: header, chunks, commit."""
+    # "off" in its older spelling, which sidecars before the "checksum" option understand too
+    options = {"checksum": _CHECKSUM_NAME} if checksums else {"crc32c": "off"}
     yield pb.UpdateWeightsRequest(header=pb.Header(
         weight_version=version, part_index=part, part_count=parts,
-        options=None if checksums else {"crc32c": "off"}))
+        options=options)).SerializeToString()
     count = 0
     total = 0
-    for name, tensor in named_tensors:
-        data, dtype, shape = _as_bytes(tensor)
-        count += 1
-        total += len(data)
-        offset = 0
-        while True:
-            piece = data[offset:offset + chunk_bytes]
-            yield pb.UpdateWeightsRequest(chunk=pb.TensorChunk(
-                name=name, dtype=dtype, shape=shape, offset=offset, data=piece.tobytes(),
-                crc32c=_crc32c(piece) if checksums else 0))
-            offset += len(piece)
-            if offset >= len(data):
-                break
-    yield pb.UpdateWeightsRequest(commit=pb.Commit(tensor_count=count, total_bytes=total))
+    staging = _HostStaging()
+    try:
+        for name, tensor in named_tensors:
+            count += 1
+            for dtype, shape, offset, size, window in staging.windows(tensor):
+                total += len(window)
+                at = 0
+                while True:
+                    piece = window[at:at + chunk_bytes]
+                    yield _chunk_message(name, dtype, shape, offset + at, piece,
+                                         _checksum(piece) if checksums else 0)
+                    at += len(piece)
+                    if at >= len(window):
+                        break
+    finally:
+        staging.close()
+    yield pb.UpdateWeightsRequest(commit=pb.Commit(
+        tensor_count=count, total_bytes=total)).SerializeToString()
 
 
-def _channel(target: str, tls_ca: str | None, tls_cert: str | None, tls_key: str | None):
+class _HostStaging:
+    """Where a tensor's bytes are read from: a host tensor in place; a GPU tensor through two
+    reused pinned host buffers of ``PINNED_BYTES``, the next window copied (on a stream of its
+    own) while the current one is sent, instead of a fresh ``tensor.cpu()`` per tensor."""
+
+    PINNED_BYTES = 32 << 20
+
+    def __init__(self):
+        self._torch = None
+        self._slots = []
+        self._stream = None
+
+    def windows(self, tensor):
+        """(dtype, shape, offset, tensor bytes, window) for consecutive windows of the tensor's
+        bytes; a window stays valid until the next is asked for."""
+        module = type(tensor).__module__
+        if not (module.startswith("torch") and tensor.is_cuda):
+            data, dtype, shape = _as_bytes(tensor)
+            yield dtype, shape, 0, len(data), data
+            return
+        dtype = _TORCH_DTYPES.get(str(tensor.dtype))
+        if dtype is None:
+            raise TypeError(f"unsupported torch dtype {tensor.dtype}")
+        torch = self._setup(tensor)
+        flat = tensor.detach().contiguous().view(-1).view(torch.uint8)
+        n = flat.numel()
+        shape = tuple(tensor.shape)
+        if n == 0:
+            yield dtype, shape, 0, 0, memoryview(b"")
+            return
+        size = self.PINNED_BYTES
+        starts = list(range(0, n, size))
+
+        def issue(i):
+            slot = self._slots[i % 2]
+            length = min(size, n - starts[i])
+            with torch.cuda.stream(self._stream):
+                slot[0][:length].copy_(flat[starts[i]:starts[i] + length], non_blocking=True)
+                slot[1].record(self._stream)
+            return length
+
+        self._stream.wait_stream(torch.cuda.current_stream(tensor.device))  # the tensor is ready
+        lengths = {0: issue(0)}
+        for i in range(len(starts)):
+            if i + 1 < len(starts):
+                lengths[i + 1] = issue(i + 1)  # overlaps sending window i
+            slot = self._slots[i % 2]
+            slot[1].synchronize()
+            view = memoryview(slot[2])[:lengths.pop(i)]
+            yield dtype, shape, starts[i], n, view
+            # window i was serialized (copied) before the generator resumed: its slot is free
+
+    def _setup(self, tensor):
+        import torch
+        torch.cuda.set_device(tensor.device)  # this runs on grpc's thread
+        if not self._slots:
+            self._torch = torch
+            self._stream = torch.cuda.Stream(tensor.device)
+            for _ in range(2):
+                host = torch.empty(self.PINNED_BYTES, dtype=torch.uint8, pin_memory=True)
+                self._slots.append((host, torch.cuda.Event(), host.numpy()))
+        return torch
+
+    def close(self):
+        self._slots.clear()
+
+
+def _channel(target: str, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
+             stream: int = 0):
     """A plaintext channel, or TLS when any of the PEM files is given (the CA to trust; a client
-    certificate and key for a sidecar that requires mutual TLS)."""
+    certificate and key for a sidecar that requires mutual TLS). Channels of different ``stream``
+    numbers never share a connection: grpcio would otherwise put channels with the same target
+    and options on one subchannel, and one connection tops out near one core's speed."""
     options = [("grpc.max_send_message_length", 8 << 20),
-               ("grpc.max_receive_message_length", 8 << 20)]
+               ("grpc.max_receive_message_length", 8 << 20),
+               ("grpc.use_local_subchannel_pool", 1),
+               ("weightsync.stream", stream)]
     if tls_ca is None and tls_cert is None and tls_key is None:
         return grpc.insecure_channel(target, options=options)
     if (tls_cert is None) != (tls_key is None):
@@ -185,10 +284,14 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
     client certificate for ``--tls-client-ca``).
 
     ``streams=N`` splits a whole version (``parts=1``) into N parts of about equal bytes, sent over
-    N parallel streams; the first part that fails cancels the others, and the error raised is the
-    one that says why. ``checksums=False`` sends no per-chunk CRC32C (and asks the sidecar not to
-    check): for a Python without the ``crc32c`` module, where the pure-Python CRC32C moves about a
-    megabyte a second, on TLS or loopback, whose transports check integrity themselves.
+    N parallel streams, each on a connection of its own (unless ``channel`` is given, which they
+    then share); the first part that fails cancels the others, and the error raised is the one
+    that says why. Each chunk carries a CRC32C (``crc32c`` module) or, without that module,
+    zlib's CRC-32, declared in the header; ``checksums=False`` sends none (and asks the sidecar
+    not to check), on TLS or loopback, whose transports check integrity themselves.
+
+    Host tensors are sent from their own memory; CUDA tensors are copied to the host through two
+    reused pinned buffers, the next piece copied while the current one is sent.
     """
     if not 0 < chunk_bytes <= CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be 1..{CHUNK_BYTES}")
@@ -197,20 +300,23 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
     if streams > 1 and (parts != 1 or part != 0):
         raise ValueError("streams splits a whole version into parts itself; leave part and parts at 0 and 1")
     tensors = list(named_tensors)
-    own = channel is None
-    ch = channel or _channel(target, tls_ca, tls_cert, tls_key)
+    split = _split(tensors, streams)
+    channels = [channel] if channel is not None else [
+        _channel(target, tls_ca, tls_cert, tls_key, stream=i) for i in range(len(split))]
     try:
-        call = ch.stream_unary(_METHOD, request_serializer=pb.UpdateWeightsRequest.SerializeToString,
-                               response_deserializer=pb.UpdateWeightsResponse.FromString)
-        split = _split(tensors, streams)
-        sender = _PartSender(call, version, parts if len(split) == 1 else len(split), chunk_bytes,
+        # the requests are serialized by _requests itself (one copy of the bytes)
+        calls = [ch.stream_unary(_METHOD, request_serializer=None,
+                                 response_deserializer=pb.UpdateWeightsResponse.FromString)
+                 for ch in channels]
+        sender = _PartSender(calls, version, parts if len(split) == 1 else len(split), chunk_bytes,
                              timeout, attempts, _auth(token), checksums)
         if len(split) == 1:
             return sender.send(part, split[0])
         return sender.send_all(split)
     finally:
-        if own:
-            ch.close()
+        if channel is None:
+            for ch in channels:
+                ch.close()
 
 
 def _split(tensors, streams):
@@ -242,8 +348,8 @@ class _PartSender:
     """Sends parts of one version, retrying a part refused with UNAVAILABLE; with several parts
     in flight, the first failure cancels the calls of the others."""
 
-    def __init__(self, call, version, parts, chunk_bytes, timeout, attempts, metadata, checksums):
-        self._call = call
+    def __init__(self, calls, version, parts, chunk_bytes, timeout, attempts, metadata, checksums):
+        self._calls = calls  # part i goes over calls[i % len(calls)]
         self._version = version
         self._parts = parts
         self._chunk_bytes = chunk_bytes
@@ -260,7 +366,7 @@ class _PartSender:
             with self._lock:
                 if self._cancelled:
                     raise PushError(grpc.StatusCode.CANCELLED, "another part of the version failed")
-                future = self._call.future(
+                future = self._calls[index % len(self._calls)].future(
                     _requests(tensors, self._version, index, self._parts, self._chunk_bytes,
                               self._checksums),
                     timeout=self._timeout, metadata=self._metadata)

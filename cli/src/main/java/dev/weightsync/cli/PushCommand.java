@@ -46,6 +46,10 @@ final class PushCommand implements Callable<Integer> {
   @Option(names = "--streams", defaultValue = "1", description = "Split the version into this many parts of about equal size, sent over parallel streams (default 1; only for a whole version, not with --parts).")
   int streams;
 
+  @Option(names = "--chunk-size", defaultValue = "4MiB", converter = ByteSizeConverter.class,
+      description = "Bytes per chunk message, at most 4MiB (default ${DEFAULT-VALUE}; docs/measurements/ compares sizes).")
+  long chunkSize;
+
   @Spec CommandSpec spec;
 
   @Override
@@ -58,7 +62,7 @@ final class PushCommand implements Callable<Integer> {
           : "part " + part + " of " + parts + " committed; waiting for the other parts and the engines";
       PushProgress progress = new PushProgress(System.err, tensors, waiting);
       List<Tensor> counted = progress.counting(tensors);
-      try (WeightSyncClient client = sidecar.connect()) {
+      try (WeightSyncClient client = sidecar.connect((int) chunkSize)) {
         UpdateWeightsResponse r = streams > 1
             ? client.pushParallel(version, counted, streams)
             : client.push(version, part, parts, counted);
@@ -78,6 +82,10 @@ final class PushCommand implements Callable<Integer> {
     if (part < 0 || part >= parts) {
       throw new ParameterException(spec.commandLine(),
           "--part must be from 0 to " + (parts - 1) + " (--parts " + parts + "), not " + part);
+    }
+    if (chunkSize < 1 || chunkSize > WeightSyncClient.DEFAULT_CHUNK_BYTES) {
+      throw new ParameterException(spec.commandLine(), "--chunk-size must be from 1 byte to 4MiB, not "
+          + chunkSize);
     }
     if (streams < 1) {
       throw new ParameterException(spec.commandLine(), "--streams must be at least 1, not " + streams);

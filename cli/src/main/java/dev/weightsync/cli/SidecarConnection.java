@@ -32,6 +32,12 @@ final class SidecarConnection {
   @Mixin TlsOptions tls = new TlsOptions();
 
   WeightSyncClient connect() throws IOException {
-    return WeightSyncClient.connect(target, Tokens.read(authTokenFile), 3, tls.toClientTls());
+    return connect(WeightSyncClient.DEFAULT_CHUNK_BYTES);
+  }
+
+  /** A client that cuts tensors into chunks of {@code chunkBytes}. */
+  WeightSyncClient connect(int chunkBytes) throws IOException {
+    return WeightSyncClient.connect(target, Tokens.read(authTokenFile), 3, tls.toClientTls(),
+        chunkBytes);
   }
 }

@@ -52,23 +52,50 @@ public final class WeightSyncClient implements AutoCloseable {
    */
   static final int SEND_AHEAD_BYTES = 16 << 20;
 
+  /** The first channel: status calls, single parts, and the first stream of a parallel push. */
   private final ManagedChannel channel;
-  private final boolean ownsChannel;
+  /**
+   * Opens another connection to the same sidecar, so that each stream of a parallel push has one
+   * of its own: one connection's event loop tops out near one core (about 2 GB/s), and streams
+   * multiplexed on one connection do not scale (../shared/tools/grpcbench). Null for a channel
+   * the caller gave, which all streams then share.
+   */
+  private final java.util.function.Supplier<ManagedChannel> opener;
+  /** The channels this client opened, in stream order; guarded by itself. */
+  private final List<ManagedChannel> opened = new ArrayList<>();
   private final int chunkBytes;
   private final int attempts;
 
+  /** A client over {@code channel}, which the caller owns; every stream shares it. */
   public WeightSyncClient(ManagedChannel channel, int chunkBytes, int attempts) {
-    this(channel, false, chunkBytes, attempts);
+    this(channel, null, chunkBytes, attempts);
   }
 
-  private WeightSyncClient(ManagedChannel channel, boolean owns, int chunkBytes, int attempts) {
+  private WeightSyncClient(ManagedChannel channel,
+      java.util.function.Supplier<ManagedChannel> opener, int chunkBytes, int attempts) {
     if (chunkBytes < 1 || chunkBytes > DEFAULT_CHUNK_BYTES) {
       throw new IllegalArgumentException("chunk size must be 1.." + DEFAULT_CHUNK_BYTES);
     }
     this.channel = channel;
-    this.ownsChannel = owns;
+    this.opener = opener;
     this.chunkBytes = chunkBytes;
     this.attempts = attempts;
+    if (opener != null) {
+      opened.add(channel);
+    }
+  }
+
+  /** The channel of stream {@code stream} of a parallel push: a connection of its own. */
+  private ManagedChannel channel(int stream) {
+    if (opener == null) {
+      return channel;
+    }
+    synchronized (opened) {
+      while (opened.size() <= stream) {
+        opened.add(opener.get());
+      }
+      return opened.get(stream);
+    }
   }
 
   /** A client over a plaintext channel to {@code target} (HOST:PORT). */
@@ -104,6 +131,17 @@ public final class WeightSyncClient implements AutoCloseable {
    */
   public static WeightSyncClient connect(String target, String token, int attempts, ClientTls tls)
       throws IOException {
+    return connect(target, token, attempts, tls, DEFAULT_CHUNK_BYTES);
+  }
+
+  /**
+   * As {@link #connect(String, String, int, ClientTls)}, cutting tensors into chunks of
+   * {@code chunkBytes} (at most {@link #DEFAULT_CHUNK_BYTES}).
+   *
+   * @throws IOException when a certificate, key or CA file cannot be read
+   */
+  public static WeightSyncClient connect(String target, String token, int attempts, ClientTls tls,
+      int chunkBytes) throws IOException {
     NettyChannelBuilder b = (tls == null
         ? NettyChannelBuilder.forTarget(target).usePlaintext()
         : NettyChannelBuilder.forTarget(target, tls.credentials()))
@@ -114,7 +152,8 @@ public final class WeightSyncClient implements AutoCloseable {
           "Bearer " + token);
       b.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
     }
-    return new WeightSyncClient(b.build(), true, DEFAULT_CHUNK_BYTES, attempts);
+    // Each build() is a channel with connections of its own (channels never share them).
+    return new WeightSyncClient(b.build(), b::build, chunkBytes, attempts);
   }
 
   /**
@@ -201,7 +240,9 @@ public final class WeightSyncClient implements AutoCloseable {
     try {
       for (int p = 0; p < parts.size(); p++) {
         int part = p;
-        sent.submit(calls.wrap(() -> push(version, part, parts.size(), parts.get(part))));
+        Header header = Header.newBuilder().setWeightVersion(version).setPartIndex(part)
+            .setPartCount(parts.size()).build();
+        sent.submit(calls.wrap(() -> push(channel(part), header, parts.get(part))));
       }
       UpdateWeightsResponse response = null;
       Throwable cause = null;
@@ -261,10 +302,15 @@ public final class WeightSyncClient implements AutoCloseable {
    * @throws StatusRuntimeException with the sidecar's status when the version fails
    */
   public UpdateWeightsResponse push(Header header, List<Tensor> tensors) throws IOException {
+    return push(channel, header, tensors);
+  }
+
+  private UpdateWeightsResponse push(ManagedChannel over, Header header, List<Tensor> tensors)
+      throws IOException {
     StatusRuntimeException last = null;
     for (int attempt = 0; attempt < attempts; attempt++) {
       try {
-        return pushOnce(header, tensors);
+        return pushOnce(over, header, tensors);
       } catch (StatusRuntimeException e) {
         if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
           throw e;
@@ -276,7 +322,8 @@ public final class WeightSyncClient implements AutoCloseable {
     throw last;
   }
 
-  private UpdateWeightsResponse pushOnce(Header header, List<Tensor> tensors) throws IOException {
+  private UpdateWeightsResponse pushOnce(ManagedChannel over, Header header, List<Tensor> tensors)
+      throws IOException {
     CompletableFuture<UpdateWeightsResponse> result = new CompletableFuture<>();
     Object ready = new Object();
     AtomicReference<ClientCallStreamObserver<UpdateWeightsRequest>> stream = new AtomicReference<>();
@@ -312,7 +359,7 @@ public final class WeightSyncClient implements AutoCloseable {
             result.complete(response);
           }
         };
-    WeightSyncGrpc.newStub(channel).withOnReadyThreshold(SEND_AHEAD_BYTES).updateWeights(observer);
+    WeightSyncGrpc.newStub(over).withOnReadyThreshold(SEND_AHEAD_BYTES).updateWeights(observer);
     ClientCallStreamObserver<UpdateWeightsRequest> s = stream.get();
     try {
       send(s, ready, result, UpdateWeightsRequest.newBuilder().setHeader(header).build());
@@ -398,13 +445,17 @@ public final class WeightSyncClient implements AutoCloseable {
 
   @Override
   public void close() {
-    if (ownsChannel) {
-      channel.shutdown();
-      try {
-        channel.awaitTermination(5, TimeUnit.SECONDS);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
+    List<ManagedChannel> mine;
+    synchronized (opened) {
+      mine = List.copyOf(opened);
+    }
+    mine.forEach(ManagedChannel::shutdown);
+    try {
+      for (ManagedChannel c : mine) {
+        c.awaitTermination(5, TimeUnit.SECONDS);
       }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
   }
 }

@@ -69,7 +69,7 @@ class FuzzIT {
     }
   }
 
-  private static List<UpdateWeightsRequest> stream(SplittableRandom r, int i) {
+  static List<UpdateWeightsRequest> stream(SplittableRandom r, int i) {
     List<UpdateWeightsRequest> out = new ArrayList<>();
     int shape = r.nextInt(10);
     if (shape != 0) { // 1 in 10 streams start without a header

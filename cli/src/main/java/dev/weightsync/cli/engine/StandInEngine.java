@@ -319,8 +319,11 @@ public final class StandInEngine implements AutoCloseable {
     int tensors;
     long bytes = 0;
     try (CheckpointFolder f = CheckpointFolder.open(Path.of(path))) {
+      // FP8 weights and scales, INT4 packs: what only a quantized checkpoint holds (an F32 or
+      // integer tensor alone is ordinary in a BF16 one)
       if (!f.config().has("quantization_config") && f.tensors().stream()
-          .anyMatch(t -> t.dtype() != dev.weightsync.core.tensor.DType.BF16)) {
+          .anyMatch(t -> t.dtype() == dev.weightsync.core.tensor.DType.F8_E4M3
+              || t.name().endsWith("_scale_inv") || t.name().endsWith(".weight_packed"))) {
         throw new IOException("quantized tensors but no quantization_config in config.json");
       }
       for (TensorSpec t : f.tensors()) {

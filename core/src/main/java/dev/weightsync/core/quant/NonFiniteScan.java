@@ -61,6 +61,40 @@ public final class NonFiniteScan {
     }
   }
 
+  /**
+   * As {@link #check(String, DType, ByteBuffer, long)} over bytes that lie in several buffers in
+   * order (a chunk as the transport received it, in pieces cut anywhere, even inside an element);
+   * together they must hold whole elements.
+   */
+  public static void check(String tensor, DType dtype, java.util.List<ByteBuffer> pieces,
+      long firstElement) {
+    int esize = dtype.byteSize();
+    ByteBuffer straddling = ByteBuffer.allocate(esize); // an element cut between two pieces
+    long element = firstElement;
+    for (ByteBuffer piece : pieces) {
+      ByteBuffer p = piece.duplicate();
+      if (straddling.position() > 0) {
+        while (straddling.hasRemaining() && p.hasRemaining()) {
+          straddling.put(p.get());
+        }
+        if (straddling.hasRemaining()) {
+          continue;
+        }
+        check(tensor, dtype, straddling.flip(), element++);
+        straddling.clear();
+      }
+      int whole = p.remaining() - p.remaining() % esize;
+      check(tensor, dtype, p.slice(p.position(), whole), element);
+      element += whole / esize;
+      p.position(p.position() + whole);
+      straddling.put(p);
+    }
+    if (straddling.position() > 0) {
+      throw new IllegalArgumentException("tensor " + tensor + ": " + straddling.position()
+          + " bytes of a " + dtype + " element left over");
+    }
+  }
+
   /** Exponent bits of four BF16 values in a long. */
   private static final long EXPONENTS = 0x7F807F807F807F80L;
 

@@ -33,4 +33,43 @@ class NonFiniteScanTest {
     }
     assertThatCode(() -> NonFiniteScan.check("t", DType.BF16, finite, 0)).doesNotThrowAnyException();
   }
+
+  /** Pieces cut anywhere, inside elements too, as HTTP/2 frames cut a chunk. */
+  @Test
+  void piecesCutInsideElementsAreScannedAsOneRun() {
+    java.util.SplittableRandom r = new java.util.SplittableRandom(11);
+    for (DType dtype : new DType[] {DType.BF16, DType.F16, DType.F32, DType.F64}) {
+      int esize = dtype.byteSize();
+      int n = 3000;
+      for (int trial = 0; trial < 40; trial++) {
+        int at = r.nextInt(n);
+        ByteBuffer b = ByteBuffer.allocate(esize * n).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < n; i++) {
+          switch (dtype) {
+            case BF16 -> b.putShort(Bf16.fromFloat(i == at ? Float.POSITIVE_INFINITY : 1.5f));
+            case F16 -> b.putShort(i == at ? (short) 0x7C00 : (short) 0x3C00);
+            case F32 -> b.putFloat(i == at ? Float.NaN : 1.5f);
+            default -> b.putDouble(i == at ? Double.NaN : 1.5);
+          }
+        }
+        java.util.List<ByteBuffer> pieces = new java.util.ArrayList<>();
+        for (int off = 0; off < b.capacity(); ) {
+          int len = Math.min(b.capacity() - off, 1 + r.nextInt(trial % 2 == 0 ? 5 : 700));
+          pieces.add(b.slice(off, len));
+          off += len;
+        }
+        int index = at;
+        assertThatThrownBy(() -> NonFiniteScan.check("t", dtype, pieces, 7))
+            .as(dtype + " at " + at)
+            .isInstanceOfSatisfying(NonFiniteWeightException.class,
+                e -> org.assertj.core.api.Assertions.assertThat(e.elementIndex())
+                    .isEqualTo(7 + index));
+      }
+    }
+    ByteBuffer ok = ByteBuffer.allocate(10);
+    assertThatCode(() -> NonFiniteScan.check("t", DType.BF16,
+        java.util.List.of(ok.slice(0, 3), ok.slice(3, 7)), 0)).doesNotThrowAnyException();
+    assertThatThrownBy(() -> NonFiniteScan.check("t", DType.BF16, java.util.List.of(ok.slice(0, 3)), 0))
+        .hasMessageContaining("left over");
+  }
 }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.core.quant.AlreadyQuantized;
 import dev.weightsync.core.quant.Format;
+import dev.weightsync.core.quant.NonFiniteScan;
 import dev.weightsync.core.quant.NonFiniteWeightException;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.QuantQueue;
@@ -43,7 +44,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.regex.Pattern;
-import java.util.zip.CRC32C;
 
 /**
  * Receives one part of one version from one stream: validates every message, assembles tensors in
@@ -56,6 +56,8 @@ import java.util.zip.CRC32C;
 final class PartReceiver {
 
   static final int MAX_CHUNK_BYTES = 4 << 20;
+  /** Bytes read back at a time to scan a direct tensor whose chunks were cut inside elements. */
+  static final int SCAN_WINDOW = 4 << 20;
   static final int MAX_NAME_LENGTH = 1024;
   static final int MAX_PARTS = 4096;
   /** Bands (or whole tensors) being quantized while the next bytes arrive. */
@@ -77,6 +79,11 @@ final class PartReceiver {
   private static final class Incoming {
     final TensorSpec spec;
     final TensorPlan plan;
+    /**
+     * Passed through unchanged: its chunks go straight to their place in the staged shard, with
+     * no spool (one copy of the bytes instead of three).
+     */
+    final boolean direct;
     final long spoolStart;
     /** Received byte ranges, begin to end, never overlapping. */
     final TreeMap<Long, Long> ranges = new TreeMap<>();
@@ -86,10 +93,16 @@ final class PartReceiver {
     /** Rows already handed to the quantizer. */
     long rowsStarted;
     boolean done;
+    /**
+     * A direct tensor got a chunk cut inside an element: its staged bytes are scanned for NaN and
+     * infinity once complete, instead of chunk by chunk.
+     */
+    boolean scanWhenComplete;
 
-    Incoming(TensorSpec spec, TensorPlan plan, long spoolStart) {
+    Incoming(TensorSpec spec, TensorPlan plan, boolean direct, long spoolStart) {
       this.spec = spec;
       this.plan = plan;
+      this.direct = direct;
       this.spoolStart = spoolStart;
     }
   }
@@ -120,13 +133,8 @@ final class PartReceiver {
   private ObjectNode relayedConfig;
   /** Tensors being quantized while the next ones arrive (a GPU overlaps them). */
   private final QuantQueue quantizing;
-  /**
-   * Header option that turns the per-chunk CRC32C check off, for clients with no fast CRC32C
-   * (Python without the crc32c module) on a transport that already checks integrity (TLS, or
-   * loopback). On by default.
-   */
-  static final String CRC32C_OPTION = "crc32c";
-  private boolean checksums = true;
+  /** What the header declared its chunks' checksum to be. */
+  private ChunkChecksum checksum = ChunkChecksum.CRC32C;
   private final Quantizer quantizer;
   /** CUDA buckets received so far, and the statistics of their tensors. */
   private int buckets;
@@ -181,12 +189,7 @@ final class PartReceiver {
       throw invalid("part_index " + Integer.toUnsignedString(h.getPartIndex())
           + " is not below part_count " + count);
     }
-    String crcOption = h.getOptionsOrDefault(CRC32C_OPTION, "on");
-    if (!crcOption.equals("on") && !crcOption.equals("off")) {
-      throw invalid("header option " + CRC32C_OPTION + " must be on or off, not '"
-          + printable(crcOption) + "'");
-    }
-    checksums = crcOption.equals("on");
+    checksum = ChunkChecksum.of(h);
     switch (h.getPayload()) {
       case PAYLOAD_SOURCE -> {
         if (h.getFormat() != dev.weightsync.proto.v1.Format.FORMAT_UNSPECIFIED
@@ -238,13 +241,11 @@ final class PartReceiver {
       throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
           + " arrived after the tensor was complete");
     }
-    if (checksums) {
-      CRC32C crc = new CRC32C();
-      crc.update(c.getData().asReadOnlyByteBuffer());
-      if ((int) crc.getValue() != c.getCrc32C()) {
-        throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
-            + " fails its CRC32C check (corrupted in transit)");
-      }
+    // The bytes as the transport received them, one buffer per HTTP/2 frame: never joined.
+    List<ByteBuffer> pieces = c.getData().asReadOnlyByteBufferList();
+    if (!checksum.matches(pieces, c.getCrc32C())) {
+      throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset + " fails its "
+          + checksum.label() + " check (corrupted in transit)");
     }
     if (length == 0 && t.spec.byteLength() != 0) {
       return;
@@ -257,14 +258,18 @@ final class PartReceiver {
           + " overlaps bytes already received");
     }
     try {
-      ByteBuffer data = c.getData().asReadOnlyByteBuffer();
-      long position = t.spoolStart + offset;
-      while (data.hasRemaining()) {
-        position += spool.write(data, position);
+      if (t.direct) {
+        stage(t, offset, length, pieces);
+      } else {
+        spool.position(t.spoolStart + offset); // only this stream writes the spool
+        ByteBuffer[] data = pieces.toArray(ByteBuffer[]::new);
+        for (long left = length; left > 0; ) {
+          left -= spool.write(data);
+        }
       }
     } catch (IOException e) {
-      throw Status.INTERNAL.withDescription("cannot spool tensor " + t.spec.name() + ": "
-          + e.getMessage()).asException();
+      throw Status.INTERNAL.withDescription("cannot " + (t.direct ? "stage" : "spool")
+          + " tensor " + t.spec.name() + ": " + e.getMessage()).asException();
     }
     metrics.bytesReceived(length);
     t.ranges.put(offset, offset + length);
@@ -276,6 +281,44 @@ final class PartReceiver {
       complete(t);
     } else {
       startBands(t);
+    }
+  }
+
+  /**
+   * Writes a chunk of a direct tensor into the staged shard, after scanning it for NaN and
+   * infinity when it holds whole elements (a chunk cut inside an element defers the scan).
+   */
+  private void stage(Incoming t, long offset, int length, List<ByteBuffer> pieces)
+      throws StatusException, IOException {
+    int esize = t.spec.dtype().byteSize();
+    if (offset % esize == 0 && length % esize == 0) {
+      try {
+        NonFiniteScan.check(t.spec.name(), t.spec.dtype(), pieces, offset / esize);
+      } catch (NonFiniteWeightException e) {
+        throw invalid(e.getMessage());
+      }
+    } else {
+      t.scanWhenComplete = true;
+    }
+    shard.write(t.spec.name(), offset, pieces);
+  }
+
+  /** Scans a complete direct tensor's staged bytes for NaN and infinity. */
+  private void scanStaged(Incoming t) throws StatusException {
+    long length = t.spec.byteLength();
+    int esize = t.spec.dtype().byteSize();
+    ByteBuffer window = ByteBuffer.allocate((int) Math.min(length, SCAN_WINDOW - SCAN_WINDOW % esize));
+    try {
+      for (long off = 0; off < length; off += window.capacity()) {
+        window.clear().limit((int) Math.min(window.capacity(), length - off));
+        shard.read(t.spec.name(), off, window);
+        NonFiniteScan.check(t.spec.name(), t.spec.dtype(), window.flip(), off / esize);
+      }
+    } catch (NonFiniteWeightException e) {
+      throw invalid(e.getMessage());
+    } catch (IOException e) {
+      throw Status.INTERNAL.withDescription("cannot read back staged tensor " + t.spec.name()
+          + ": " + e.getMessage()).asException();
     }
   }
 
@@ -389,9 +432,12 @@ final class PartReceiver {
     TensorPlan plan = relayed ? new TensorPlan.PassThrough(spec, false) : selector.plan(spec);
     shard.allocate(plan.outputs());
     plans.add(plan);
-    Incoming t = new Incoming(spec, plan, spoolLength);
+    boolean direct = spooled && plan instanceof TensorPlan.PassThrough;
+    Incoming t = new Incoming(spec, plan, direct, spoolLength);
     if (spooled) {
       open++;
+    }
+    if (spooled && !direct) {
       spoolLength += spec.byteLength();
     }
     tensors.put(name, t);
@@ -495,6 +541,12 @@ final class PartReceiver {
   private void complete(Incoming t) throws StatusException {
     t.done = true;
     open--;
+    if (t.direct) {
+      if (t.scanWhenComplete) {
+        scanStaged(t);
+      }
+      return;
+    }
     if (RowBand.rowMultiple(t.plan) != 0) {
       startBands(t);
       if (t.rowsStarted < t.spec.rows()) {

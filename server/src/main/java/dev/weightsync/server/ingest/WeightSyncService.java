@@ -18,11 +18,14 @@ import dev.weightsync.proto.v1.VersionProgress;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineState;
+import dev.weightsync.server.ingest.ZeroCopyRequests.Received;
 import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.pipeline.VersionListener;
 import dev.weightsync.server.pipeline.VersionOutcome;
+import io.grpc.BindableService;
+import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.StatusException;
 import io.grpc.stub.ServerCallStreamObserver;
@@ -36,9 +39,10 @@ import java.util.logging.Logger;
  * The {@code WeightSync} gRPC service. Each UpdateWeights stream is handled on a sequential
  * executor of its own (never on a gRPC callback thread), and asks for its next message only when
  * the previous one has been spooled (and, for a complete tensor, quantized): manual flow control,
- * so a fast trainer can never make the sidecar buffer a model.
+ * so a fast trainer can never make the sidecar buffer a model. Requests arrive through
+ * {@link ZeroCopyRequests}: a chunk's bytes are Netty's own buffers until they are spooled.
  */
-public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
+public final class WeightSyncService implements WeightSyncGrpc.AsyncService, BindableService {
 
   private static final Logger LOG = Logger.getLogger(WeightSyncService.class.getName());
 
@@ -91,30 +95,28 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     };
   }
 
-  @Override
-  public StreamObserver<UpdateWeightsRequest> updateWeights(
-      StreamObserver<UpdateWeightsResponse> responses) {
-    return receive((ServerCallStreamObserver<UpdateWeightsResponse>) responses, r -> r, null);
-  }
-
   /**
-   * UpdateWeights with an acknowledgement per CUDA bucket: the trainer may free or reuse a
-   * bucket's memory once its BucketDone arrives, long before the version's result.
+   * The service with UpdateWeights and UpdateWeightsCuda parsed by {@link ZeroCopyRequests};
+   * GetStatus and ResumeEngine as generated.
    */
   @Override
-  public StreamObserver<UpdateWeightsRequest> updateWeightsCuda(
-      StreamObserver<UpdateWeightsCudaReply> responses) {
-    return receive((ServerCallStreamObserver<UpdateWeightsCudaReply>) responses,
-        r -> UpdateWeightsCudaReply.newBuilder().setResult(r).build(),
-        i -> UpdateWeightsCudaReply.newBuilder()
-            .setBucketDone(BucketDone.newBuilder().setIndex(i)).build());
+  public ServerServiceDefinition bindService() {
+    return ZeroCopyRequests.bind(WeightSyncGrpc.bindService(this),
+        responses -> receive((ServerCallStreamObserver<UpdateWeightsResponse>) responses, r -> r,
+            null),
+        // an acknowledgement per CUDA bucket: the trainer may free or reuse a bucket's memory
+        // once its BucketDone arrives, long before the version's result
+        responses -> receive((ServerCallStreamObserver<UpdateWeightsCudaReply>) responses,
+            r -> UpdateWeightsCudaReply.newBuilder().setResult(r).build(),
+            i -> UpdateWeightsCudaReply.newBuilder()
+                .setBucketDone(BucketDone.newBuilder().setIndex(i)).build()));
   }
 
   /**
    * One part's stream, whichever RPC carries it: {@code result} wraps the version's response,
    * {@code bucketDone} (null when the RPC has none) acknowledges a CUDA bucket.
    */
-  private <T> StreamObserver<UpdateWeightsRequest> receive(ServerCallStreamObserver<T> call,
+  private <T> StreamObserver<Received> receive(ServerCallStreamObserver<T> call,
       java.util.function.Function<UpdateWeightsResponse, T> result,
       java.util.function.IntFunction<T> bucketDone) {
     call.disableAutoRequest();
@@ -123,9 +125,11 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
       metrics.updateFailed("resource_exhausted", 0);
       call.onError(Status.RESOURCE_EXHAUSTED.withDescription(limits.maxStreams()
           + " UpdateWeights streams are open (max-streams); retry when one ends").asRuntimeException());
-      return new StreamObserver<>() { // the call is closed: ignore whatever still arrives
+      return new StreamObserver<>() { // the call is closed: drop whatever still arrives
         @Override
-        public void onNext(UpdateWeightsRequest value) {}
+        public void onNext(Received r) {
+          r.release();
+        }
 
         @Override
         public void onError(Throwable t) {}
@@ -160,42 +164,60 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     java.util.concurrent.atomic.AtomicLong lastMessage =
         new java.util.concurrent.atomic.AtomicLong(System.nanoTime());
 
-    StreamObserver<UpdateWeightsRequest> observer = new StreamObserver<>() {
+    StreamObserver<Received> observer = new StreamObserver<>() {
       @Override
-      public void onNext(UpdateWeightsRequest req) {
+      public void onNext(Received r) {
         lastMessage.set(System.nanoTime());
-        serial.execute(() -> {
-          if (finished.get()) {
-            return;
-          }
-          try {
-            switch (req.getKindCase()) {
-              case HEADER -> receiver.header(req.getHeader(), format);
-              case CHUNK -> receiver.chunk(req.getChunk());
-              case CUDA_BUCKET -> {
-                receiver.bucket(req.getCudaBucket());
-                if (bucketDone != null) {
-                  call.onNext(bucketDone.apply(req.getCudaBucket().getIndex()));
-                }
-              }
-              case COMMIT -> {
-                PartResult part = receiver.commit(req.getCommit());
-                finished.set(true);
-                receiver.part().commit(part,
-                    listener(call, result, part.partIndex(), part.relayed()));
-                return;
-              }
-              default -> throw Status.INVALID_ARGUMENT.withDescription(
-                  "a message with no header, chunk, CUDA bucket or commit").asException();
+        try {
+          serial.execute(() -> {
+            try {
+              handle(r);
+            } finally {
+              r.release(); // its bytes are spooled, or the part has failed
             }
-            call.request(1);
-          } catch (StatusException e) {
-            fail(e.getStatus());
-          } catch (RuntimeException e) {
-            LOG.severe(receiver.describe() + ": " + e);
-            fail(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e));
+          });
+        } catch (java.util.concurrent.RejectedExecutionException e) { // shutting down
+          r.release();
+          throw e;
+        }
+      }
+
+      private void handle(Received r) {
+        if (finished.get()) {
+          return;
+        }
+        if (r.refused() != null) {
+          fail(r.refused());
+          return;
+        }
+        UpdateWeightsRequest req = r.request();
+        try {
+          switch (req.getKindCase()) {
+            case HEADER -> receiver.header(req.getHeader(), format);
+            case CHUNK -> receiver.chunk(req.getChunk());
+            case CUDA_BUCKET -> {
+              receiver.bucket(req.getCudaBucket());
+              if (bucketDone != null) {
+                call.onNext(bucketDone.apply(req.getCudaBucket().getIndex()));
+              }
+            }
+            case COMMIT -> {
+              PartResult part = receiver.commit(req.getCommit());
+              finished.set(true);
+              receiver.part().commit(part,
+                  listener(call, result, part.partIndex(), part.relayed()));
+              return;
+            }
+            default -> throw Status.INVALID_ARGUMENT.withDescription(
+                "a message with no header, chunk, CUDA bucket or commit").asException();
           }
-        });
+          call.request(1);
+        } catch (StatusException e) {
+          fail(e.getStatus());
+        } catch (RuntimeException e) {
+          LOG.severe(receiver.describe() + ": " + e);
+          fail(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e));
+        }
       }
 
       private void fail(Status s) {
@@ -221,7 +243,7 @@ public final class WeightSyncService extends WeightSyncGrpc.WeightSyncImplBase {
     };
     watch(serial, finished, lastMessage, () -> serial.execute(() -> failIdle(receiver, finished,
         call, idleTimeout, metrics)));
-    call.request(1);
+    call.request(2);
     return observer;
   }
 

@@ -53,11 +53,25 @@ public final class ShardSet implements TensorSink, Closeable {
 
   @Override
   public void write(String name, long offset, ByteBuffer data) throws IOException {
+    spoolOf(name).write(name, offset, data);
+  }
+
+  /** Writes bytes that lie in several buffers, in order, at {@code offset} of tensor {@code name}. */
+  public void write(String name, long offset, List<ByteBuffer> pieces) throws IOException {
+    spoolOf(name).write(name, offset, pieces);
+  }
+
+  /** Reads back staged bytes of tensor {@code name} from {@code offset}, filling {@code into}. */
+  public void read(String name, long offset, ByteBuffer into) throws IOException {
+    spoolOf(name).read(name, offset, into);
+  }
+
+  private ShardSpool spoolOf(String name) {
     ShardSpool s = byTensor.get(name);
     if (s == null) {
       throw new IllegalArgumentException("tensor '" + name + "' is not staged in " + base);
     }
-    s.write(name, offset, data);
+    return s;
   }
 
   /** Bytes of tensor data in all files. */

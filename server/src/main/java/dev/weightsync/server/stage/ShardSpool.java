@@ -88,16 +88,53 @@ public final class ShardSpool implements TensorSink, Closeable {
     return dataLength;
   }
 
-  @Override
-  public void write(String name, long offset, ByteBuffer data) throws IOException {
+  /** Where {@code length} bytes at {@code offset} of tensor {@code name} lie in the file. */
+  private long position(String name, long offset, long length) {
     SafetensorsEntry e;
     synchronized (this) {
       e = byName.get(name);
     }
-    if (e == null || offset < 0 || offset + data.remaining() > e.end() - e.begin()) {
-      throw new IllegalArgumentException(path + ": write outside tensor '" + name + "'");
+    if (e == null || offset < 0 || length < 0 || offset + length > e.end() - e.begin()) {
+      throw new IllegalArgumentException(path + ": [" + offset + ", " + (offset + length)
+          + ") lies outside tensor '" + name + "'");
     }
-    long position = HEADER_RESERVE + e.begin() + offset;
+    return HEADER_RESERVE + e.begin() + offset;
+  }
+
+  /**
+   * Writes {@code pieces}, one after another, at {@code offset} within tensor {@code name}: one
+   * gather write from the buffers as they are (a chunk as the transport received it).
+   */
+  public void write(String name, long offset, List<ByteBuffer> pieces) throws IOException {
+    ByteBuffer[] sources = pieces.stream().map(ByteBuffer::duplicate).toArray(ByteBuffer[]::new);
+    long left = 0;
+    for (ByteBuffer b : sources) {
+      left += b.remaining();
+    }
+    long position = position(name, offset, left);
+    synchronized (this) { // a gather write starts at the channel's position: one at a time
+      channel.position(position);
+      while (left > 0) {
+        left -= channel.write(sources);
+      }
+    }
+  }
+
+  /** Reads tensor {@code name}'s bytes from {@code offset} into {@code into}, filling it. */
+  public void read(String name, long offset, ByteBuffer into) throws IOException {
+    long position = position(name, offset, into.remaining());
+    while (into.hasRemaining()) {
+      int n = channel.read(into, position);
+      if (n < 0) {
+        throw new IOException(path + ": ends inside tensor '" + name + "'");
+      }
+      position += n;
+    }
+  }
+
+  @Override
+  public void write(String name, long offset, ByteBuffer data) throws IOException {
+    long position = position(name, offset, data.remaining());
     if (data.remaining() >= MAPPED_WRITE_BYTES) {
       MappedByteBuffer region = channel.map(FileChannel.MapMode.READ_WRITE, position,
           data.remaining());
