@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Pushes a BF16 safetensors checkpoint folder through weightsync_client (stdlib + grpc only).
 
-usage: push_golden.py [--streams N] TARGET MODEL_DIR VERSION [PART PARTS [FILTER]]
+usage: push_golden.py [--without-crc32c] [--streams N] TARGET MODEL_DIR VERSION [PART PARTS [FILTER]]
+--without-crc32c: hide the crc32c modules, as on a Python without them (chunks carry zlib's CRC-32).
 --streams N: split the version into N parts sent over parallel streams.
 FILTER (optional): only tensors whose name contains it ('!X' for those that do not).
 Prints the response's staged path and each engine's outcome; exits 1 with the status on failure.
 """
 import json, os, struct, sys
 
+if sys.argv[1:2] == ["--without-crc32c"]:
+    sys.modules["crc32c"] = sys.modules["google_crc32c"] = None  # import fails as if absent
+    del sys.argv[1]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import weightsync_client as ws  # noqa: E402
 
@@ -48,6 +52,7 @@ def main():
     except ws.PushError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    print("checksum", ws._CHECKSUM_NAME)
     print("staged", r.staged_path)
     for e in r.engines:
         print("engine", e.engine, ws.pb.EngineOutcome.Name(e.outcome), e.loaded_version)

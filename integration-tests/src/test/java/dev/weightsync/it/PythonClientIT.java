@@ -116,6 +116,20 @@ class PythonClientIT {
     }
   }
 
+  /** Without a crc32c module the chunks carry zlib's CRC-32, which the sidecar checks instead. */
+  @Test
+  void withoutACrc32cModuleZlibsCrc32IsDeclaredAndChecked() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"))) {
+      String target = "127.0.0.1:" + h.sidecar.port();
+      Launcher.Result r = python("e2e/push_golden.py", "--without-crc32c", "--streams", "2",
+          target, Launcher.golden("bf16").toString(), "py-zlib");
+      assertThat(r.exitCode()).as(r.stderr()).isZero();
+      assertThat(r.stdout()).contains("checksum crc32").contains("LOADED py-zlib");
+      assertThat(Launcher.compare(Launcher.golden("fp8"), h.staging.resolve("py-zlib")).exitCode())
+          .isZero();
+    }
+  }
+
   @Test
   void twoPythonTrainersSendOneVersionInTwoParts() throws Exception {
     try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "int4-group"))) {
