@@ -25,6 +25,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--port", description = "gRPC port (default 50051).")
   Integer port;
 
+  @Option(names = "--listen", paramLabel = "ADDRESS", description = "Where gRPC listens: HOST:PORT, or unix:///PATH for a Unix-domain socket (mode 0660: the file's permissions decide who may connect); repeatable. Default: 0.0.0.0 on --port.")
+  List<String> listen;
+
   @Option(names = "--metrics-port", description = "HTTP port for /healthz (default 9464; -1 disables).")
   Integer metricsPort;
 
@@ -112,6 +115,7 @@ final class ServeCommand implements Callable<Integer> {
   Map<String, Object> flags() {
     Map<String, Object> m = new LinkedHashMap<>();
     put(m, "port", port);
+    put(m, "listen", listen);
     put(m, "metrics-port", metricsPort);
     put(m, "format", format);
     put(m, "group-size", groupSize);
@@ -234,7 +238,8 @@ final class ServeCommand implements Callable<Integer> {
         System.err.println("weightsync: " + sidecar.shutdownReport());
       }
     }, "weightsync-shutdown"));
-    System.err.println("weightsync: serving on port " + sidecar.port() + " with " + cfg);
+    System.err.println("weightsync: serving on port " + sidecar.port() + " (" + sidecar.listenersText()
+        + ") with " + cfg);
     sidecar.awaitTermination();
     return 0;
   }

@@ -23,7 +23,7 @@ final class SidecarConnection {
     }
   }
 
-  @Option(names = "--target", required = true, description = "The sidecar, HOST:PORT.")
+  @Option(names = "--target", required = true, description = "The sidecar: HOST:PORT, or unix:///PATH for its Unix socket on this node.")
   String target;
 
   @Option(names = "--auth-token-file", description = "A file whose first line is the bearer token to send.")

@@ -98,7 +98,7 @@ public final class WeightSyncClient implements AutoCloseable {
     }
   }
 
-  /** A client over a plaintext channel to {@code target} (HOST:PORT). */
+  /** A client over a plaintext channel to {@code target} (HOST:PORT, or unix:///PATH). */
   public static WeightSyncClient connect(String target) {
     return connect(target, null);
   }
@@ -146,6 +146,10 @@ public final class WeightSyncClient implements AutoCloseable {
         ? NettyChannelBuilder.forTarget(target).usePlaintext()
         : NettyChannelBuilder.forTarget(target, tls.credentials()))
         .maxInboundMessageSize(8 << 20);
+    if (UnixSockets.isUnix(target)) { // unix:///PATH: the sidecar on this node, by its socket file
+      UnixSockets.requireAvailable("target " + target);
+      b.channelType(UnixSockets.clientChannelType()).eventLoopGroup(UnixSockets.clientLoops());
+    }
     if (token != null) {
       Metadata headers = new Metadata();
       headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),

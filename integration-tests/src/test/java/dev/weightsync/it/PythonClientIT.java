@@ -116,6 +116,21 @@ class PythonClientIT {
     }
   }
 
+  /** The trainer on the sidecar's node reaches it by its Unix socket. */
+  @Test
+  void pushesOverAUnixSocket() throws Exception {
+    java.nio.file.Path socket = tmp.resolve("grpc.sock");
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block", "listen",
+        java.util.List.of("unix://" + socket)))) {
+      Launcher.Result r = python("e2e/push_golden.py", "--streams", "2", "unix://" + socket,
+          Launcher.golden("bf16").toString(), "py-uds");
+      assertThat(r.exitCode()).as(r.stderr()).isZero();
+      assertThat(r.stdout()).contains("LOADED py-uds");
+      assertThat(Launcher.compare(Launcher.golden("fp8"), h.staging.resolve("py-uds")).exitCode())
+          .isZero();
+    }
+  }
+
   /** Without a crc32c module the chunks carry zlib's CRC-32, which the sidecar checks instead. */
   @Test
   void withoutACrc32cModuleZlibsCrc32IsDeclaredAndChecked() throws Exception {

@@ -38,7 +38,9 @@ final class SidecarHarness implements AutoCloseable {
         "engine-backoff", "10ms"));
     flags.putAll(extra);
     sidecar = new Sidecar(ConfigLoader.load(null, Map.of(), flags)).start();
-    client = WeightSyncClient.connect("127.0.0.1:" + sidecar.port(), clientToken);
+    String target = sidecar.port() > 0 ? "127.0.0.1:" + sidecar.port()
+        : sidecar.listenersText().split(", ")[0]; // a sidecar on Unix sockets alone
+    client = WeightSyncClient.connect(target, clientToken);
   }
 
   /** Published version folders (not temporary ones). */

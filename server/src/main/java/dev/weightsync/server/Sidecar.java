@@ -37,9 +37,7 @@ import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.quant.Quantizers;
 import dev.weightsync.server.security.BearerTokenInterceptor;
 import dev.weightsync.server.stage.StagingArea;
-import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
-import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
@@ -69,7 +67,7 @@ public final class Sidecar implements AutoCloseable {
   private final VersionCoordinator coordinator;
   private final ExecutorService workers;
   private final HealthStatusManager health = new HealthStatusManager();
-  private final Server server;
+  private final GrpcListeners listeners;
   private final StagingArea staging;
   private final QuantScheme scheme;
   private final PrometheusMeterRegistry registry;
@@ -168,29 +166,24 @@ public final class Sidecar implements AutoCloseable {
             config.maxTensors(), config.maxStreams(), config.stagingReserve()),
         workers, config.role(), choice::note, metrics, config.partTimeout(),
         this::unreachableEngines);
-    NettyServerBuilder builder;
-    if (config.tlsCert() != null) {
-      tls = new ServerTls(config.tlsCert(), config.tlsKey(), config.tlsClientCa(),
-          config.tlsReload());
-      builder = NettyServerBuilder.forPort(config.port(), tls.credentials());
-    } else {
-      tls = null;
-      builder = NettyServerBuilder.forPort(config.port());
-    }
-    if (config.authTokenFile() != null) {
-      builder.intercept(new BearerTokenInterceptor(SERVICE,
-          BearerTokenInterceptor.readTokens(config.authTokenFile())));
-    }
-    this.server = builder
-        .intercept(new MetricCollectingServerInterceptor(registry))
-        .maxInboundMessageSize(8 << 20)
-        // A fixed HTTP/2 window (no BDP auto-tuning): what Netty buffers per stream stays bounded
-        // while our manual flow control holds a sender back.
-        .flowControlWindow(4 << 20)
-        .addService(service)
-        .addService(health.getHealthService())
-        .addService(ProtoReflectionServiceV1.newInstance())
-        .build();
+    tls = config.tlsCert() == null ? null : new ServerTls(config.tlsCert(), config.tlsKey(),
+        config.tlsClientCa(), config.tlsReload());
+    BearerTokenInterceptor auth = config.authTokenFile() == null ? null
+        : new BearerTokenInterceptor(SERVICE, BearerTokenInterceptor.readTokens(config.authTokenFile()));
+    this.listeners = new GrpcListeners(config.listenAddresses(),
+        tls == null ? null : tls.credentials(), b -> {
+          if (auth != null) {
+            b.intercept(auth);
+          }
+          b.intercept(new MetricCollectingServerInterceptor(registry))
+              .maxInboundMessageSize(8 << 20)
+              // A fixed HTTP/2 window (no BDP auto-tuning): what Netty buffers per stream stays
+              // bounded while our manual flow control holds a sender back.
+              .flowControlWindow(4 << 20)
+              .addService(service)
+              .addService(health.getHealthService())
+              .addService(ProtoReflectionServiceV1.newInstance());
+        });
   }
 
   /** A bind failure said as such, naming the port and its option; other failures unchanged. */
@@ -207,15 +200,16 @@ public final class Sidecar implements AutoCloseable {
 
   public Sidecar start() throws IOException {
     try {
-      server.start();
+      listeners.start();
     } catch (IOException e) {
-      throw inUse(e, "the gRPC port " + config.port() + " (--port)");
+      throw inUse(e, config.listen().isEmpty() ? "the gRPC port " + config.port() + " (--port)"
+          : "the gRPC address " + String.join(", ", config.listen()) + " (--listen)");
     }
     if (config.metricsPort() >= 0) {
       try {
         http = HttpServer.create(new InetSocketAddress(config.metricsPort()), 0);
       } catch (IOException e) {
-        server.shutdownNow();
+        listeners.shutdownNow();
         throw inUse(e, "the metrics port " + config.metricsPort() + " (--metrics-port; -1 disables it)");
       }
       http.createContext("/healthz", ex -> respond(ex, 200, "ok\n", "text/plain"));
@@ -259,7 +253,7 @@ public final class Sidecar implements AutoCloseable {
     health.setStatus("", ServingStatus.SERVING);
     refreshReadiness();
     readinessTimer.scheduleWithFixedDelay(this::refreshReadiness, 5, 5, TimeUnit.SECONDS);
-    LOG.info(() -> "weightsync serving " + scheme.format() + " on port " + port() + " ("
+    LOG.info(() -> "weightsync serving " + scheme.format() + " on " + listenersText() + " ("
         + quantizer.device() + ", role " + config.role() + ", "
         + (tls == null ? "plaintext" : (config.tlsClientCa() == null ? "TLS" : "mutual TLS")
             + " via " + ServerTls.provider()) + "), staging in " + staging.root()
@@ -322,9 +316,15 @@ public final class Sidecar implements AutoCloseable {
     }
   }
 
-  /** The gRPC port (the real one when configured as 0). */
+  /** Where gRPC listens, the real port in place of 0. */
+  public String listenersText() {
+    return listeners.addresses().stream().map(a -> a.unix() || a.port() != 0 ? a.toString()
+        : a.host() + ":" + port()).collect(java.util.stream.Collectors.joining(", "));
+  }
+
+  /** The gRPC port of the first TCP address (the real one when configured as 0); -1 if none. */
   public int port() {
-    return server.getPort();
+    return listeners.port();
   }
 
   public int httpPort() {
@@ -340,7 +340,7 @@ public final class Sidecar implements AutoCloseable {
   }
 
   public void awaitTermination() throws InterruptedException {
-    server.awaitTermination();
+    listeners.awaitTermination();
   }
 
   /**
@@ -356,15 +356,15 @@ public final class Sidecar implements AutoCloseable {
     }
     readinessTimer.shutdownNow();
     health.enterTerminalState();
-    server.shutdown();
+    listeners.shutdown();
     try {
-      if (!server.awaitTermination(config.shutdownGrace().toMillis(), TimeUnit.MILLISECONDS)) {
+      if (!listeners.awaitTermination(config.shutdownGrace().toMillis())) {
         LOG.warning("calls still in flight after the shutdown grace period; cancelling them");
-        server.shutdownNow();
+        listeners.shutdownNow();
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      server.shutdownNow();
+      listeners.shutdownNow();
     }
     if (http != null) {
       http.stop(0);

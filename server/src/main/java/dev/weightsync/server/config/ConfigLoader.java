@@ -30,6 +30,7 @@ public final class ConfigLoader {
   /** Every key with its default (documented in the README). */
   public static final String DEFAULTS = """
       port: 50051
+      listen: []
       metrics-port: 9464
       format: null
       group-size: null
@@ -74,7 +75,7 @@ public final class ConfigLoader {
       """;
 
   /** Keys that may be given several times and form a list. */
-  private static final List<String> LIST_KEYS = List.of("sglang-url", "relay-to");
+  private static final List<String> LIST_KEYS = List.of("sglang-url", "relay-to", "listen");
 
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory())
       .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)

@@ -14,8 +14,10 @@ import java.util.Objects;
  * order; keys are the flag names without dashes' prefix (e.g. {@code staging-dir}).
  */
 public record SidecarConfig(
-    /** gRPC port. */
+    /** gRPC port: the shorthand for listen 0.0.0.0:PORT when listen is not given. */
     @JsonProperty("port") int port,
+    /** Addresses the gRPC server listens on: HOST:PORT or unix:///PATH (repeatable). */
+    @JsonProperty("listen") List<String> listen,
     /** HTTP port for /healthz (and metrics); 0 picks a free port, -1 disables. */
     @JsonProperty("metrics-port") int metricsPort,
     /** Output format: fp8-block, fp8-block-ue8m0, int4-group or bf16. */
@@ -106,6 +108,10 @@ public record SidecarConfig(
     Objects.requireNonNull(engineBackoff, "engine-backoff");
     Objects.requireNonNull(shutdownGrace, "shutdown-grace");
     sglangUrls = sglangUrls == null ? List.of() : List.copyOf(sglangUrls);
+    listen = listen == null ? List.of() : List.copyOf(listen);
+    for (String l : listen) {
+      ListenAddress.parse(l);
+    }
     relayTo = relayTo == null ? List.of() : List.copyOf(relayTo);
     if (!List.of("trainer", "engine", "both").contains(role)) {
       throw new IllegalArgumentException("role must be trainer, engine or both, got " + role);
@@ -193,6 +199,12 @@ public record SidecarConfig(
   }
 
   /** What staged folders and files are given: staging-mode and staging-group. */
+  /** Where the gRPC server listens: the listen key, or 0.0.0.0:port without it. */
+  public List<ListenAddress> listenAddresses() {
+    return listen.isEmpty() ? List.of(new ListenAddress("0.0.0.0", port, null))
+        : listen.stream().map(ListenAddress::parse).toList();
+  }
+
   public FolderPermissions stagingPermissions() {
     return new FolderPermissions(FolderPermissions.parseMode(stagingMode == null ? "0750" : stagingMode),
         stagingGroup);
@@ -201,7 +213,7 @@ public record SidecarConfig(
   @Override
   public String toString() {
     // The admin key never reaches a log line.
-    return "SidecarConfig[port=" + port + ", metrics-port=" + metricsPort + ", format=" + format
+    return "SidecarConfig[port=" + port + ", listen=" + listen + ", metrics-port=" + metricsPort + ", format=" + format
         + ", group-size=" + groupSize + ", quantization-config=" + quantizationConfig
         + ", staging-dir=" + stagingDir + ", sglang-url=" + sglangUrls
         + ", sglang-admin-key=" + (sglangAdminKey == null && sglangAdminKeyFile == null ? "none" : "(set)")
