@@ -27,7 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEIGHTSYNC = os.path.join(ROOT, "bin", "weightsync")
+WEIGHTSYNC = [os.path.join(ROOT, "bin", "weightsync")]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -71,7 +71,7 @@ def wait_ready(port, proc, timeout=60):
 def push(env, port, model, version, streams, chunk):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    subprocess.run([WEIGHTSYNC, "push", "--target", f"127.0.0.1:{port}", "--model-dir", model,
+    subprocess.run(WEIGHTSYNC + ["push", "--target", f"127.0.0.1:{port}", "--model-dir", model,
                     "--version", version, "--streams", str(streams), "--chunk-size", chunk],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - start
@@ -97,7 +97,11 @@ def main():
     p.add_argument("--model-dir", help="an existing BF16 folder (default: one is made)")
     p.add_argument("--grpcbench", help="grpcbench's dist/ folder: its raw.tcp, 6.zc-both and 9.combo rows run too")
     p.add_argument("--java-opts", default=None, help="WEIGHTSYNC_JAVA_OPTS for both processes")
+    p.add_argument("--weightsync", help="the command that runs weightsync (default bin/weightsync)")
     a = p.parse_args()
+    global WEIGHTSYNC
+    if a.weightsync:
+        WEIGHTSYNC = a.weightsync.split()
     work = tempfile.mkdtemp(prefix="ws-pushbench-")
     staging = tempfile.mkdtemp(prefix="ws-pushbench-", dir="/dev/shm")
     env = dict(os.environ)
@@ -113,14 +117,15 @@ def main():
         subprocess.run(["cat", os.path.join(model, "model.safetensors")], check=True,
                        stdout=subprocess.DEVNULL)  # in the page cache, as a trainer's fresh save is
         print(f"{os.cpu_count()} cores; model {total / 1e9:.2f} GB BF16; staging {staging}")
-        tcp = iperf3()
-        print(f"iperf3, 1 stream, loopback: {tcp:.2f} GB/s")
+        tcp = iperf3() if shutil.which("iperf3") else float("nan")
+        print(f"iperf3, 1 stream, loopback: {tcp:.2f} GB/s" if tcp == tcp
+              else "no iperf3 here: the /iperf3 column is empty (grpcbench's raw.tcp row is the baseline)")
         rows = []
         for chunk in a.chunk_sizes.split(","):
             for streams in [int(s) for s in a.streams.split(",")]:
                 port = free_port()
                 log = open(os.path.join(work, f"serve-{chunk}-{streams}.log"), "w")
-                serve = subprocess.Popen([WEIGHTSYNC, "serve", "--format", "bf16", "--port", str(port),
+                serve = subprocess.Popen(WEIGHTSYNC + ["serve", "--format", "bf16", "--port", str(port),
                                           "--metrics-port", "-1", "--keep-versions", "1",
                                           "--staging-dir", os.path.join(staging, f"s{port}")],
                                          env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -2,7 +2,9 @@
 """A Qwen3-4B-shaped set of BF16 tensors already on the GPU, into a staged FP8 folder on /dev/shm,
 three ways (issue 10), in one run:
   (a) push_cuda: CUDA IPC buckets to a sidecar on this GPU (--device cuda);
-  (b) push: the same tensors as bytes through the Python client (1 and 4 streams);
+  (b) push: the same tensors as bytes through the Python client (--streams, default 8, 4 and 1;
+      each stream a connection of its own, checksums on: CRC32C, or zlib's CRC-32 without the
+      crc32c module, as the client picks);
   (c) pure PyTorch: blockwise FP8 on the GPU, copy to the host, safetensors.torch.save_file.
 
 usage: bench_cuda_ipc.py TARGET [--layers 36] [--baseline-dir /dev/shm/ws-baseline]
@@ -91,6 +93,7 @@ def main():
     p.add_argument("--layers", type=int, default=36)
     p.add_argument("--baseline-dir", default="/dev/shm/ws-baseline")
     p.add_argument("--cases", default="abc", help="which of (a), (b), (c) to run")
+    p.add_argument("--streams", default="8,4,1", help="stream counts for (b)")
     a = p.parse_args()
     tensors = qwen3_4b(a.layers)
     total = sum(t.nbytes for _, t in tensors)
@@ -98,13 +101,13 @@ def main():
 
     # warm-up: the JIT, the bucket buffers, the handle path
     ws.push_cuda(tensors[:40], version="warm-ipc", target=a.target)
-    ws.push(tensors[:10], version="warm-bytes", target=a.target, checksums=ws.FAST_CRC32C)
+    ws.push(tensors[:10], version="warm-bytes", target=a.target)
 
-    for s in (4, 1) if "b" in a.cases else ():
+    for s in [int(n) for n in a.streams.split(",")] if "b" in a.cases else ():
         start = time.perf_counter()
-        r = ws.push(tensors, version="bytes-4b" if s == 1 else "bytes-4b-4s", target=a.target,
-                    streams=s, checksums=ws.FAST_CRC32C)
-        report(f"(b) bytes, Python client, {s} stream(s), CRC32C {'on' if ws.FAST_CRC32C else 'off'}",
+        r = ws.push(tensors, version="bytes-4b" if s == 1 else f"bytes-4b-{s}s", target=a.target,
+                    streams=s)
+        report(f"(b) bytes, Python client, {s} stream(s), checksum {ws._CHECKSUM_NAME}",
                time.perf_counter() - start, r)
     ipc = []
     for i in range(3 if "a" in a.cases else 0):

@@ -6,15 +6,8 @@ import dev.weightsync.client.WeightSyncClient;
 import dev.weightsync.core.quant.Bf16;
 import dev.weightsync.core.tensor.DType;
 import dev.weightsync.core.tensor.TensorSpec;
-import dev.weightsync.proto.v1.UpdateWeightsRequest;
-import dev.weightsync.proto.v1.UpdateWeightsResponse;
-import dev.weightsync.proto.v1.WeightSyncGrpc;
 import dev.weightsync.server.Sidecar;
 import dev.weightsync.server.config.ConfigLoader;
-import io.grpc.Server;
-import io.grpc.Status;
-import io.grpc.netty.NettyServerBuilder;
-import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
@@ -30,18 +23,20 @@ import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
-import java.util.zip.CRC32C;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
  * {@code weightsync bench ingest}: on one machine, in one run, the same BF16 bytes moved (a) over
- * raw TCP between two Java sockets on loopback, (b) through {@code UpdateWeights} into a server
- * that validates each chunk (CRC32C) and discards it, and (c) through a full update (ingest,
- * quantize to fp8-block, stage, a stand-in engine), each with 1 and with S parallel streams.
- * Every case runs {@code --rounds} times, interleaved, and the best round is reported beside the
- * first: a sidecar is a long-running process, and on two cores the JIT needs a few gigabytes
- * before the gRPC path reaches its steady speed (the first round shows about half of it).
+ * raw TCP between two Java sockets on loopback, as many connections as streams, (b) through
+ * {@code UpdateWeights} into a sidecar with {@code --format bf16} and no engine: the whole ingest
+ * path (zero-copy parse, CRC32C, NaN scan, the staged shard on /dev/shm) and no quantization, and
+ * (c) through a full update (ingest, quantize to fp8-block, stage, a stand-in engine), for each
+ * stream count of {@code --streams}. Every case runs {@code --rounds} times, interleaved, and the
+ * best round is reported beside the first: a sidecar is a long-running process, and on two cores
+ * the JIT needs a few gigabytes before the gRPC path reaches its steady speed. Client and sidecar
+ * share this JVM: the CPU column is both together (tools/bench/push_vs_iperf.py measures them as
+ * separate processes).
  */
 @Command(name = "ingest", mixinStandardHelpOptions = true,
     description = "Ingest throughput: raw TCP vs UpdateWeights ingest-only vs a full update.")
@@ -51,8 +46,8 @@ final class BenchIngestCommand implements Callable<Integer> {
       description = "BF16 bytes per run (default ${DEFAULT-VALUE}).")
   long bytes;
 
-  @Option(names = "--streams", defaultValue = "4", description = "The parallel case's stream count (default ${DEFAULT-VALUE}).")
-  int streams;
+  @Option(names = "--streams", defaultValue = "1,4,8", split = ",", description = "Stream counts, each a case of its own (default ${DEFAULT-VALUE}).")
+  int[] streams;
 
   @Option(names = "--rounds", defaultValue = "3", description = "Times each case runs; the best is reported (default ${DEFAULT-VALUE}).")
   int rounds;
@@ -67,11 +62,12 @@ final class BenchIngestCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (rounds < 1 || streams < 1) {
+    if (rounds < 1 || java.util.Arrays.stream(streams).anyMatch(n -> n < 1)) {
       throw new IllegalArgumentException("--rounds and --streams must be at least 1");
     }
+    int most = java.util.Arrays.stream(streams).max().orElse(1);
     TensorSpec shape = TensorSpec.of("w", DType.BF16, 4096, 4096); // 32 MiB a tensor
-    int count = (int) Math.max(streams, bytes / shape.byteLength() / streams * streams);
+    int count = (int) Math.max(most, bytes / shape.byteLength() / most * most);
     long total = count * shape.byteLength();
     ByteBuffer data = randomBf16(shape.byteLength());
     List<Tensor> tensors = new ArrayList<>();
@@ -81,34 +77,56 @@ final class BenchIngestCommand implements Callable<Integer> {
     }
     System.out.printf(Locale.ROOT, "%d tensors of 4096 x 4096 BF16 = %.2f GB per run, %d cores%n",
         count, total / 1e9, Runtime.getRuntime().availableProcessors());
-    double[][] best = new double[3][2];
-    double[][] cold = new double[3][2];
-    int[] streamCounts = {1, streams};
+    int cases = streams.length;
+    double[][] best = new double[3][cases];
+    double[][] cold = new double[3][cases];
+    double[][] cpu = new double[3][cases]; // CPU-seconds per GB in the best round
     for (int round = 0; round < rounds; round++) {
-      for (int s = 0; s < 2; s++) {
-        int n = streamCounts[s];
+      for (int s = 0; s < cases; s++) {
+        int n = streams[s];
         String run = "r" + round;
-        double[] seconds = {tcp(total, n), ingestOnly(tensors, n, run), fullUpdate(tensors, n, run)};
         for (int c = 0; c < 3; c++) {
-          double g = total / seconds[c] / 1e9;
-          best[c][s] = Math.max(best[c][s], g);
+          long cpu0 = processCpuNanos();
+          double seconds = c == 0 ? tcp(total, n) : c == 1 ? update(tensors, n, run, "bf16", false)
+              : update(tensors, n, run, "fp8-block", true);
+          double perGb = (processCpuNanos() - cpu0) / 1e9 / (total / 1e9);
+          double g = total / seconds / 1e9;
+          if (g > best[c][s]) {
+            best[c][s] = g;
+            cpu[c][s] = perGb;
+          }
           cold[c][s] = round == 0 ? g : cold[c][s];
         }
       }
       System.out.printf(Locale.ROOT, "round %d of %d done%n", round + 1, rounds);
     }
-    String[] names = {"(a) raw TCP, loopback", "(b) UpdateWeights ingest only", "(c) full update (fp8-block, " + device + ")"};
-    System.out.printf(Locale.ROOT, "best of %d rounds%n%-34s %12s %12s%n", rounds, "", "1 stream",
-        streams + " streams");
-    for (int c = 0; c < 3; c++) {
-      System.out.printf(Locale.ROOT, "%-34s %8.2f GB/s %7.2f GB/s   (first round, cold JIT: %.2f / %.2f)%n",
-          names[c], best[c][0], best[c][1], cold[c][0], cold[c][1]);
+    String[] names = {"(a) raw TCP, loopback", "(b) ingest only (bf16, staged)",
+        "(c) full update (fp8-block, " + device + ")"};
+    System.out.printf(Locale.ROOT, "best of %d rounds; GB/s, and CPU-seconds per GB of this JVM"
+        + " (client and sidecar together); first round (cold JIT) in brackets%n", rounds);
+    StringBuilder head = new StringBuilder(String.format(Locale.ROOT, "%-34s", ""));
+    for (int n : streams) {
+      head.append(String.format(Locale.ROOT, " %24s", n + (n == 1 ? " stream" : " streams")));
     }
-    for (int s = 0; s < 2; s++) {
+    System.out.println(head);
+    for (int c = 0; c < 3; c++) {
+      StringBuilder line = new StringBuilder(String.format(Locale.ROOT, "%-34s", names[c]));
+      for (int s = 0; s < cases; s++) {
+        line.append(String.format(Locale.ROOT, " %6.2f GB/s %4.2f s/GB (%4.2f)", best[c][s],
+            cpu[c][s], cold[c][s]));
+      }
+      System.out.println(line);
+    }
+    for (int s = 0; s < cases; s++) {
       System.out.printf(Locale.ROOT, "%d stream(s): (b)/(a) = %.0f%%, (c)/(b) = %.0f%%%n",
-          streamCounts[s], 100 * best[1][s] / best[0][s], 100 * best[2][s] / best[1][s]);
+          streams[s], 100 * best[1][s] / best[0][s], 100 * best[2][s] / best[1][s]);
     }
     return 0;
+  }
+
+  private static long processCpuNanos() {
+    return ((com.sun.management.OperatingSystemMXBean)
+        java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
   }
 
   /** Seconds to move {@code total} bytes over {@code n} loopback TCP connections. */
@@ -150,63 +168,21 @@ final class BenchIngestCommand implements Callable<Integer> {
     }
   }
 
-  /** A server that checks each chunk's CRC32C and drops it: gRPC and protobuf, nothing else. */
-  private static final class DiscardingService extends WeightSyncGrpc.WeightSyncImplBase {
-    @Override
-    public StreamObserver<UpdateWeightsRequest> updateWeights(
-        StreamObserver<UpdateWeightsResponse> responses) {
-      return new StreamObserver<>() {
-        long received;
-        String version = "";
-
-        @Override
-        public void onNext(UpdateWeightsRequest r) {
-          if (r.hasHeader()) {
-            version = r.getHeader().getWeightVersion();
-          } else if (r.hasChunk()) {
-            CRC32C crc = new CRC32C();
-            crc.update(r.getChunk().getData().asReadOnlyByteBuffer());
-            if ((int) crc.getValue() != r.getChunk().getCrc32C()) {
-              responses.onError(Status.INVALID_ARGUMENT.withDescription("CRC32C").asRuntimeException());
-            }
-            received += r.getChunk().getData().size();
-          }
-        }
-
-        @Override
-        public void onError(Throwable t) {}
-
-        @Override
-        public void onCompleted() {
-          responses.onNext(UpdateWeightsResponse.newBuilder().setWeightVersion(version)
-              .setBytesIn(received).build());
-          responses.onCompleted();
-        }
-      };
-    }
-  }
-
-  private static double ingestOnly(List<Tensor> tensors, int n, String run) throws Exception {
-    Server server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
-        .maxInboundMessageSize(8 << 20).flowControlWindow(4 << 20)
-        .addService(new DiscardingService()).build().start();
-    try {
-      return push("127.0.0.1:" + server.getPort(), tensors, n, "ingest-" + run);
-    } finally {
-      server.shutdownNow().awaitTermination();
-    }
-  }
-
-  private double fullUpdate(List<Tensor> tensors, int n, String run) throws Exception {
+  /**
+   * Seconds of one version into an in-process sidecar of {@code format}, staging on /dev/shm,
+   * with a stand-in engine when {@code engine} (without one the version is staged and done).
+   */
+  private double update(List<Tensor> tensors, int n, String run, String format, boolean engine)
+      throws Exception {
     Path root = stagingDir != null ? stagingDir
         : Files.isDirectory(Path.of("/dev/shm")) ? Files.createTempDirectory(Path.of("/dev/shm"), "ws-bench-")
         : Files.createTempDirectory("ws-bench-");
-    try (StandInEngine engine = new StandInEngine(0, null).start();
+    try (StandInEngine stand = engine ? new StandInEngine(0, null).start() : null;
         Sidecar sidecar = new Sidecar(ConfigLoader.load(null, Map.of(), Map.of("port", 0,
-            "metrics-port", -1, "format", "fp8-block", "device", device, "keep-versions", 1,
+            "metrics-port", -1, "format", format, "device", device, "keep-versions", 1,
             "staging-dir", root.resolve("staging").toString(),
-            "sglang-url", List.of(engine.url())))).start()) {
-      return push("127.0.0.1:" + sidecar.port(), tensors, n, "full-" + run);
+            "sglang-url", stand == null ? List.of() : List.of(stand.url())))).start()) {
+      return push("127.0.0.1:" + sidecar.port(), tensors, n, format + "-" + run);
     } finally {
       dev.weightsync.core.checkpoint.CheckpointConverter.deleteTree(root);
     }
