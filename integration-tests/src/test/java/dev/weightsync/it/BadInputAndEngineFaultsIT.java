@@ -199,6 +199,17 @@ class BadInputAndEngineFaultsIT {
         "part_count 4294967295 exceeds 4096");
     assertRefused(List.of(header("neg", 0, 1), chunk(W, "BF16", new long[] {-1L, 8}, 0, w)), true,
         Status.Code.INVALID_ARGUMENT);
+    // names the staged safetensors header could not hold, or a log line would print raw
+    assertRefused(List.of(header("meta", 0, 1), chunk("__metadata__", "BF16", SHAPE, 0, w),
+        commit(1, 64)), true, Status.Code.INVALID_ARGUMENT, "header's own key");
+    assertRefused(List.of(header("noname", 0, 1), chunk("", "BF16", SHAPE, 0, w), commit(1, 64)),
+        true, Status.Code.INVALID_ARGUMENT, "1-1024 characters");
+    assertRefused(List.of(header("ctl", 0, 1), chunk("a\nINFO forged", "BF16", SHAPE, 0, w),
+        commit(1, 64)), true, Status.Code.INVALID_ARGUMENT, "'a\\x0aINFO forged' holds control");
+    assertRefused(List.of(header("long", 0, 1), chunk("x".repeat(5000), "BF16", SHAPE, 0, w),
+        commit(1, 64)), true, Status.Code.INVALID_ARGUMENT, "has 5000");
+    assertRefused(List.of(header("dtype2", 0, 1), chunk(W, "Q\u0007" + "z".repeat(200), SHAPE, 0, w)),
+        true, Status.Code.INVALID_ARGUMENT, "unknown dtype 'Q\\x07zzz", "...'");
     assertNextVersionLoads();
   }
 

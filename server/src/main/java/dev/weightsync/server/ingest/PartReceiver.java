@@ -380,7 +380,27 @@ final class PartReceiver {
     try {
       return DType.parse(name);
     } catch (IllegalArgumentException e) {
-      throw invalid("tensor " + tensor + ": " + e.getMessage());
+      throw invalid("tensor " + printable(tensor) + ": unknown dtype '" + printable(name)
+          + "' (known: " + Arrays.stream(DType.values()).map(Enum::name)
+              .collect(java.util.stream.Collectors.joining(", ")) + ")");
+    }
+  }
+
+  /**
+   * A tensor name becomes a key of the staged safetensors header and appears in errors and logs:
+   * 1-1024 characters, no control characters, and never {@code __metadata__}, the header's own
+   * key (a tensor of that name would make the staged file unreadable).
+   */
+  private static void checkName(String name) throws StatusException {
+    if (name.isEmpty() || name.length() > MAX_NAME_LENGTH) {
+      throw invalid("tensor names must be 1-" + MAX_NAME_LENGTH + " characters; '"
+          + printable(name) + "' has " + name.length());
+    }
+    if (name.equals("__metadata__")) {
+      throw invalid("__metadata__ is the safetensors header's own key, not a tensor name");
+    }
+    if (name.chars().anyMatch(ch -> ch < 0x20 || ch == 0x7F)) {
+      throw invalid("tensor name '" + printable(name) + "' holds control characters");
     }
   }
 
@@ -391,11 +411,9 @@ final class PartReceiver {
    */
   private Incoming declare(String name, String dtypeName, List<Long> shapeList, boolean spooled)
       throws StatusException {
+    checkName(name);
     DType dtype = dtype(name, dtypeName);
     long[] shape = shapeList.stream().mapToLong(Long::longValue).toArray();
-    if (name.isEmpty() || name.length() > MAX_NAME_LENGTH) {
-      throw invalid("tensor names must be 1-" + MAX_NAME_LENGTH + " characters");
-    }
     TensorSpec spec;
     try {
       spec = new TensorSpec(name, dtype, shape);
