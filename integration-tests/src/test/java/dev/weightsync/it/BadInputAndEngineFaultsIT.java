@@ -199,6 +199,12 @@ class BadInputAndEngineFaultsIT {
         "part_count 4294967295 exceeds 4096");
     assertRefused(List.of(header("neg", 0, 1), chunk(W, "BF16", new long[] {-1L, 8}, 0, w)), true,
         Status.Code.INVALID_ARGUMENT);
+    // the commit is a part's last message: anything after it refuses the part
+    assertRefused(List.of(header("late", 0, 1), chunk(W, "BF16", SHAPE, 0, w), commit(1, 64),
+        chunk(W, "BF16", SHAPE, 0, w)), true, Status.Code.INVALID_ARGUMENT,
+        "a chunk message arrived after the commit");
+    assertRefused(List.of(header("late2", 0, 1), chunk(W, "BF16", SHAPE, 0, w), commit(1, 64),
+        commit(1, 64)), true, Status.Code.INVALID_ARGUMENT, "a commit message arrived after the commit");
     // names the staged safetensors header could not hold, or a log line would print raw
     assertRefused(List.of(header("meta", 0, 1), chunk("__metadata__", "BF16", SHAPE, 0, w),
         commit(1, 64)), true, Status.Code.INVALID_ARGUMENT, "header's own key");

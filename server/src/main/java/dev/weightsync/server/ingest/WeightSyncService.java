@@ -149,6 +149,9 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
     PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, limits,
         metrics, role);
     AtomicBoolean finished = new AtomicBoolean();
+    // The part's validated commit, held until the stream half-closes: a commit is a part's last
+    // message, and one more message after it refuses the part. Touched on `serial` only.
+    PartResult[] committed = new PartResult[1];
 
     Runnable abandon = () -> {
       if (finished.compareAndSet(false, true)) {
@@ -191,6 +194,12 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
           return;
         }
         UpdateWeightsRequest req = r.request();
+        if (committed[0] != null) {
+          fail(Status.INVALID_ARGUMENT.withDescription("a " + req.getKindCase().name()
+              .toLowerCase(java.util.Locale.ROOT) + " message arrived after the commit of "
+              + receiver.describe() + ": the commit is a part's last message; part discarded"));
+          return;
+        }
         try {
           switch (req.getKindCase()) {
             case HEADER -> receiver.header(req.getHeader(), format);
@@ -201,13 +210,7 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
                 call.onNext(bucketDone.apply(req.getCudaBucket().getIndex()));
               }
             }
-            case COMMIT -> {
-              PartResult part = receiver.commit(req.getCommit());
-              finished.set(true);
-              receiver.part().commit(part,
-                  listener(call, result, part.partIndex(), part.relayed()));
-              return;
-            }
+            case COMMIT -> committed[0] = receiver.commit(req.getCommit()); // on to the half-close
             default -> throw Status.INVALID_ARGUMENT.withDescription(
                 "a message with no header, chunk, CUDA bucket or commit").asException();
           }
@@ -237,8 +240,15 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
 
       @Override
       public void onCompleted() {
-        serial.execute(() -> fail(Status.INVALID_ARGUMENT.withDescription(
-            "the stream of " + receiver.describe() + " ended without a commit")));
+        serial.execute(() -> {
+          PartResult part = committed[0];
+          if (part == null) {
+            fail(Status.INVALID_ARGUMENT.withDescription(
+                "the stream of " + receiver.describe() + " ended without a commit"));
+          } else if (finished.compareAndSet(false, true)) {
+            receiver.part().commit(part, listener(call, result, part.partIndex(), part.relayed()));
+          }
+        });
       }
     };
     watch(serial, finished, lastMessage, () -> serial.execute(() -> failIdle(receiver, finished,
