@@ -100,6 +100,7 @@ class PrometheusIT {
         assertThat(value(api, "weightsync_quantizer_device{device=\"cpu\"}")).isEqualTo(1);
         assertThat(value(api, "weightsync_updates_in_flight")).isZero();
         assertThat(value(api, "weightsync_staging_bytes")).isPositive();
+        assertThat(value(api, "weightsync_staging_mapped_bytes")).isNotNegative();
         assertThat(value(api, "count(jvm_memory_used_bytes)")).isPositive();
         assertThat(value(api, "sum(grpc_server_requests_received_messages_total)")).isPositive();
 

@@ -13,7 +13,11 @@ import java.util.concurrent.ExecutionException;
  * Tensors handed to {@link Quantizer#quantizeAsync} one after another, at most {@code depth} in
  * flight: enough to keep a GPU's copy engines and kernels busy together, few enough that the
  * memory held by sources waiting their turn stays bounded. Errors surface in submission order, as
- * the exception {@link Quantizer#quantize} would have thrown. Not thread-safe: one producer.
+ * the exception {@link Quantizer#quantize} would have thrown. A source that is
+ * {@link AutoCloseable} (a mapped file region) is closed as soon as its work has succeeded: a
+ * spool's pages are given back without waiting for the collector. After a failure it is left to
+ * the collector, because a quantizer that fails fast may still have other threads reading it (an
+ * unmapped page read is a crash, not an exception). Not thread-safe: one producer.
  */
 public final class QuantQueue {
 
@@ -42,7 +46,8 @@ public final class QuantQueue {
   /** Starts {@code plan}, first waiting for the oldest tensor when {@code depth} are in flight. */
   public void submit(TensorPlan plan, TensorSource source, TensorSink sink) throws IOException {
     makeRoom();
-    pending.add(new Pending(plan, quantizer.quantizeAsync(plan, source, sink)));
+    pending.add(new Pending(plan, closingAfter(() -> quantizer.quantizeAsync(plan, source, sink),
+        source)));
   }
 
   /**
@@ -52,7 +57,33 @@ public final class QuantQueue {
   public void submit(TensorPlan plan, RowBand band, TensorSource source, TensorSink sink)
       throws IOException {
     makeRoom();
-    pending.add(new Pending(plan, band.quantizeAsync(quantizer, source, sink)));
+    pending.add(new Pending(plan, closingAfter(() -> band.quantizeAsync(quantizer, source, sink),
+        source)));
+  }
+
+  private interface Start {
+    CompletableFuture<QuantError> start() throws IOException;
+  }
+
+  /** The started work, which closes {@code source} (when closeable) once it has succeeded. */
+  private static CompletableFuture<QuantError> closingAfter(Start work, TensorSource source)
+      throws IOException {
+    if (!(source instanceof AutoCloseable closeable)) {
+      return work.start();
+    }
+    return work.start().whenComplete((r, e) -> {
+      if (e == null) {
+        close(closeable);
+      }
+    });
+  }
+
+  private static void close(AutoCloseable c) {
+    try {
+      c.close();
+    } catch (Exception ignored) {
+      // an unmapping cannot fail in a way the caller could act on
+    }
   }
 
   private void makeRoom() throws IOException {

@@ -100,4 +100,31 @@ class QuantQueueTest {
       assertThat(f.join().elements()).isEqualTo(128 * 128);
     }
   }
+
+  /**
+   * A mapped region is unmapped the moment its work succeeds, and not before; after a failure it
+   * is left to the collector (other threads of a failing quantizer may still read it).
+   */
+  @Test
+  void aMappedSourceIsClosedWhenItsWorkEnds(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp)
+      throws IOException {
+    java.nio.file.Path file = java.nio.file.Files.write(tmp.resolve("spool"), new byte[1 << 16]);
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
+      ManualQuantizer q = new ManualQuantizer();
+      QuantQueue queue = new QuantQueue(q, 4, null);
+      dev.weightsync.core.tensor.FileRegionSource ok =
+          dev.weightsync.core.tensor.FileRegionSource.of(ch, 0, 1 << 15, "a");
+      dev.weightsync.core.tensor.FileRegionSource bad =
+          dev.weightsync.core.tensor.FileRegionSource.of(ch, 1 << 15, 1 << 15, "b");
+      queue.submit(plan("a"), ok, DROP);
+      queue.submit(plan("b"), bad, DROP);
+      assertThat(ok.window(0, 8).remaining()).as("open while its work runs").isEqualTo(8);
+      q.started.get(0).complete(QuantError.NONE);
+      q.started.get(1).completeExceptionally(new IOException("injected"));
+      assertThatThrownBy(() -> ok.window(0, 8)).isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining("closed");
+      assertThat(bad.window(0, 8).remaining()).as("left to the collector").isEqualTo(8);
+      assertThatThrownBy(queue::finish).hasMessageContaining("injected");
+    }
+  }
 }

@@ -87,6 +87,10 @@ public final class SyncMetrics {
         .description("Quantization error of the last version").register(registry);
     Gauge.builder("weightsync.staging.bytes", stagingBytes, DoubleSupplier::getAsDouble)
         .strongReference(true).description("Bytes on disk under the staging folder").register(registry);
+    Gauge.builder("weightsync.staging.mapped.bytes", dev.weightsync.core.tensor.FileRegionSource::mappedBytes)
+        .description("Bytes of spool and staged files mapped into memory now (unmapped as soon as"
+            + " their work ends, so that a deleted file's pages are given back at once)")
+        .register(registry);
     Gauge.builder("weightsync.quantizer.device", () -> 1).tag("device", device)
         .description("1 for the device that quantizes").register(registry);
   }

@@ -4,6 +4,7 @@ import dev.weightsync.core.safetensors.SafetensorsEntry;
 import dev.weightsync.core.safetensors.SafetensorsHeader;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSpec;
+import dev.weightsync.core.tensor.Unmapper;
 import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;

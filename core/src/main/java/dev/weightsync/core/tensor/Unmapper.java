@@ -1,4 +1,4 @@
-package dev.weightsync.server.stage;
+package dev.weightsync.core.tensor;
 
 import java.lang.reflect.Method;
 import java.nio.ByteBuffer;
@@ -10,7 +10,7 @@ import java.nio.MappedByteBuffer;
  * memory until then. {@code sun.misc.Unsafe.invokeCleaner} (module jdk.unsupported) is what
  * Lucene and Netty use for this; without it the mapping is left to the collector.
  */
-final class Unmapper {
+public final class Unmapper {
   private Unmapper() {}
 
   private static final Object UNSAFE;
@@ -33,7 +33,7 @@ final class Unmapper {
   }
 
   /** Unmaps {@code buffer}; it must not be touched afterwards. */
-  static void unmap(MappedByteBuffer buffer) {
+  public static void unmap(MappedByteBuffer buffer) {
     if (INVOKE_CLEANER == null) {
       return;
     }
