@@ -62,7 +62,7 @@ final class RawStream implements AutoCloseable {
   record Outcome<T>(List<T> replies, Status status) {}
 
   /** Collects replies and the final status of a call. */
-  private static final class Replies<T> implements StreamObserver<T> {
+  static final class Replies<T> implements StreamObserver<T> {
     final List<T> replies = new java.util.concurrent.CopyOnWriteArrayList<>();
     final CompletableFuture<Status> done = new CompletableFuture<>();
 

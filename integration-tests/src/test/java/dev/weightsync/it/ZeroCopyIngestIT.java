@@ -109,26 +109,13 @@ class ZeroCopyIngestIT {
       ManagedChannel ch = NettyChannelBuilder.forAddress("127.0.0.1", h.sidecar.port())
           .usePlaintext().build();
       try {
-        java.util.concurrent.CompletableFuture<Status> done = new java.util.concurrent.CompletableFuture<>();
+        RawStream.Replies<byte[]> replies = new RawStream.Replies<>();
         io.grpc.stub.StreamObserver<byte[]> out = ClientCalls.asyncClientStreamingCall(
-            ch.newCall(raw, CallOptions.DEFAULT), new io.grpc.stub.StreamObserver<byte[]>() {
-              @Override
-              public void onNext(byte[] value) {}
-
-              @Override
-              public void onError(Throwable t) {
-                done.complete(Status.fromThrowable(t));
-              }
-
-              @Override
-              public void onCompleted() {
-                done.complete(Status.OK);
-              }
-            });
+            ch.newCall(raw, CallOptions.DEFAULT), replies);
         out.onNext(RawStream.header("garbage", 0, 1).toByteArray());
         out.onNext(garbage);
         out.onCompleted();
-        Status s = done.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        Status s = replies.await().status();
         assertThat(s.getCode()).as(s.toString()).isEqualTo(Status.Code.INVALID_ARGUMENT);
         assertThat(s.getDescription()).contains("not an UpdateWeightsRequest");
       } finally {
