@@ -14,6 +14,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -145,7 +146,11 @@ public final class CpuQuantizer implements Quantizer {
     return error;
   }
 
-  /** Runs the tasks (on the pool when there is one) and merges their results in task order. */
+  /**
+   * Runs the tasks (on the pool when there is one) and merges their results in task order. After
+   * a failure the tasks not yet started are skipped, and this returns only once no task is still
+   * running: the caller may then unmap the source (a page read after unmapping is a crash).
+   */
   private QuantError runInOrder(List<Callable<QuantError>> tasks) throws IOException {
     QuantError total = QuantError.NONE;
     if (pool == null || tasks.size() == 1) {
@@ -154,23 +159,52 @@ public final class CpuQuantizer implements Quantizer {
       }
       return total;
     }
+    AtomicBoolean failed = new AtomicBoolean();
     List<Future<QuantError>> futures = new ArrayList<>(tasks.size());
     for (Callable<QuantError> t : tasks) {
-      futures.add(pool.submit(t));
+      futures.add(pool.submit(() -> {
+        if (failed.get()) {
+          return QuantError.NONE; // skipped: the tensor has failed already
+        }
+        try {
+          return t.call();
+        } catch (Exception | Error e) {
+          failed.set(true);
+          throw e;
+        }
+      }));
     }
-    try {
-      for (Future<QuantError> f : futures) {
-        total = total.plus(f.get());
+    Throwable failure = null;
+    for (Future<QuantError> f : futures) { // every one, so none is left running
+      try {
+        QuantError e = awaitUninterruptibly(f);
+        if (failure == null) {
+          total = total.plus(e);
+        }
+      } catch (ExecutionException e) {
+        failure = failure == null ? e.getCause() : failure;
       }
-      return total;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted while quantizing", e);
-    } catch (ExecutionException e) {
-      throw rethrow(e.getCause());
+    }
+    if (failure != null) {
+      throw rethrow(failure);
+    }
+    return total;
+  }
+
+  private static QuantError awaitUninterruptibly(Future<QuantError> f)
+      throws ExecutionException {
+    boolean interrupted = false;
+    try {
+      while (true) {
+        try {
+          return f.get();
+        } catch (InterruptedException e) {
+          interrupted = true;
+        }
+      }
     } finally {
-      for (Future<QuantError> f : futures) {
-        f.cancel(false);
+      if (interrupted) {
+        Thread.currentThread().interrupt();
       }
     }
   }

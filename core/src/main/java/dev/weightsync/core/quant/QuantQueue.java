@@ -14,10 +14,10 @@ import java.util.concurrent.ExecutionException;
  * flight: enough to keep a GPU's copy engines and kernels busy together, few enough that the
  * memory held by sources waiting their turn stays bounded. Errors surface in submission order, as
  * the exception {@link Quantizer#quantize} would have thrown. A source that is
- * {@link AutoCloseable} (a mapped file region) is closed as soon as its work has succeeded: a
- * spool's pages are given back without waiting for the collector. After a failure it is left to
- * the collector, because a quantizer that fails fast may still have other threads reading it (an
- * unmapped page read is a crash, not an exception). Not thread-safe: one producer.
+ * {@link AutoCloseable} (a mapped file region) is closed as soon as its work has ended, either
+ * way: a spool's pages are given back without waiting for the collector. That is safe because a
+ * quantizer's future completes only once none of its threads still reads the source (see
+ * {@link Quantizer#quantizeAsync}). Not thread-safe: one producer.
  */
 public final class QuantQueue {
 
@@ -65,17 +65,18 @@ public final class QuantQueue {
     CompletableFuture<QuantError> start() throws IOException;
   }
 
-  /** The started work, which closes {@code source} (when closeable) once it has succeeded. */
+  /** The started work, which closes {@code source} (when closeable) once it has ended. */
   private static CompletableFuture<QuantError> closingAfter(Start work, TensorSource source)
       throws IOException {
     if (!(source instanceof AutoCloseable closeable)) {
       return work.start();
     }
-    return work.start().whenComplete((r, e) -> {
-      if (e == null) {
-        close(closeable);
-      }
-    });
+    try {
+      return work.start().whenComplete((r, e) -> close(closeable));
+    } catch (IOException | RuntimeException e) {
+      close(closeable); // never started
+      throw e;
+    }
   }
 
   private static void close(AutoCloseable c) {

@@ -29,7 +29,9 @@ public interface Quantizer extends AutoCloseable {
    * Starts {@link #quantize} and returns at once where the implementation can overlap tensors
    * (the GPU copies tensor i+1 in while tensor i is computed and tensor i-1 copied out). The
    * future completes once every output is in the sink, or fails with what {@code quantize} would
-   * have thrown; {@code source} must stay readable until then. This default runs synchronously.
+   * have thrown; either way it completes only once no thread of the implementation reads
+   * {@code source} any more (the caller may unmap it then), and {@code source} must stay readable
+   * until then. This default runs synchronously.
    * {@link QuantQueue} bounds how many are in flight.
    */
   default CompletableFuture<QuantError> quantizeAsync(TensorPlan plan, TensorSource source,

@@ -10,6 +10,7 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -26,6 +27,8 @@ public final class SafetensorsFile implements Closeable {
   private final long dataStart;
   private final SafetensorsHeader header;
   private final Map<String, SafetensorsEntry> byName = new LinkedHashMap<>();
+  /** The mappings handed out, unmapped at close. */
+  private final List<FileRegionSource> sources = new ArrayList<>();
 
   private SafetensorsFile(Path path, FileChannel channel, long dataStart, SafetensorsHeader header) {
     this.path = path;
@@ -103,14 +106,27 @@ public final class SafetensorsFile implements Closeable {
     return entry(name).spec();
   }
 
-  /** A source over one tensor's bytes, memory-mapped. */
+  /**
+   * A source over one tensor's bytes, memory-mapped, and unmapped when it is closed or this file
+   * is: a deleted file's pages (a pruned staged version on /dev/shm) go back at once then, not when
+   * the collector runs. No source may be read after this file is closed.
+   */
   public TensorSource source(String name) throws IOException {
     SafetensorsEntry e = entry(name);
-    return FileRegionSource.of(channel, dataStart + e.begin(), e.end() - e.begin(), name);
+    FileRegionSource s =
+        FileRegionSource.of(channel, dataStart + e.begin(), e.end() - e.begin(), name);
+    synchronized (sources) {
+      sources.add(s);
+    }
+    return s;
   }
 
   @Override
   public void close() throws IOException {
+    synchronized (sources) {
+      sources.forEach(FileRegionSource::close);
+      sources.clear();
+    }
     channel.close();
   }
 }

@@ -60,6 +60,47 @@ class CpuQuantizerTest {
     }
   }
 
+  /**
+   * A band that fails does not end the call while another band still reads the source: the
+   * caller unmaps the source when the call ends, and a read after that would crash the JVM. Band 0
+   * fails while band 1 is inside its read; band 1 is let go only after the call has returned (or
+   * after a second, if the call correctly waits for it), so a call that returns early is caught.
+   */
+  @Test
+  void aFailingBandWaitsForTheOthersBeforeTheCallEnds() throws Exception {
+    TensorSpec t = TensorSpec.of("model.layers.0.mlp.up_proj.weight", DType.BF16, 256, 128);
+    ByteBuffer bytes = randomBf16(t.elementCount(), 7);
+    java.util.concurrent.CountDownLatch inBand1 = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch letGo = new java.util.concurrent.CountDownLatch(1);
+    java.util.List<String> events = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+    TensorSource source = (offset, length) -> {
+      if (offset == 0) {
+        try {
+          inBand1.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+        throw new IOException("injected read failure");
+      }
+      inBand1.countDown();
+      try {
+        letGo.await(1, java.util.concurrent.TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      events.add("band 1 read");
+      return TensorSource.of(bytes).window(offset, length);
+    };
+    try (CpuQuantizer q = new CpuQuantizer(2)) {
+      TensorPlan plan = new TensorPlan.Fp8Block(t, false);
+      assertThatThrownBy(() -> q.quantize(plan, source, new MemorySink(plan.outputs())))
+          .hasMessageContaining("injected read failure");
+      events.add("call returned");
+      letGo.countDown();
+    }
+    assertThat(events).containsExactly("band 1 read", "call returned");
+  }
+
   static java.util.List<TensorPlan> plansFor(TensorSpec t) {
     java.util.List<TensorPlan> plans = new java.util.ArrayList<>();
     plans.add(new TensorPlan.Fp8Block(t, false));
