@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
+import socket
 import struct
 import sys
 import threading
@@ -551,7 +553,12 @@ class _BucketSender:
 
 
 def _auth(token):
-    return [("authorization", "Bearer " + token)] if token else None
+    """Call metadata: the token, and the name the sidecar shares its streams by (host:pid)."""
+    caller = [("weightsync-caller", _CALLER)]
+    return caller + [("authorization", "Bearer " + token)] if token else caller
+
+
+_CALLER = "%s:%d" % (socket.gethostname().encode("ascii", "replace").decode("ascii"), os.getpid())
 
 
 def status(target: str, timeout: float = 30.0, token: str | None = None,

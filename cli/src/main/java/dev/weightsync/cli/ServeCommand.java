@@ -22,10 +22,10 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--config", description = "YAML or JSON config file (keys as the flags, e.g. staging-dir).")
   Path config;
 
-  @Option(names = "--port", description = "gRPC port (default 50051).")
+  @Option(names = "--port", description = "gRPC port on 127.0.0.1 (default 50051); --listen for other addresses.")
   Integer port;
 
-  @Option(names = "--listen", paramLabel = "ADDRESS", description = "Where gRPC listens: HOST:PORT, or unix:///PATH for a Unix-domain socket (mode 0660: the file's permissions decide who may connect); repeatable. Default: 0.0.0.0 on --port.")
+  @Option(names = "--listen", paramLabel = "ADDRESS", description = "Where gRPC listens: HOST:PORT, or unix:///PATH for a Unix-domain socket (mode 0660: the file's permissions decide who may connect); repeatable. Default: 127.0.0.1 on --port. An address other hosts can reach needs --auth-token-file or mutual TLS, or --insecure.")
   List<String> listen;
 
   @Option(names = "--metrics-port", description = "HTTP port for /healthz (default 9464; -1 disables).")
@@ -147,7 +147,10 @@ final class ServeCommand implements Callable<Integer> {
     put(m, "max-version-bytes", maxVersionBytes);
     put(m, "max-tensors", maxTensors);
     put(m, "max-streams", maxStreams);
+    put(m, "max-streams-per-caller", maxStreamsPerCaller);
+    put(m, "header-timeout", headerTimeout);
     put(m, "staging-reserve", stagingReserve);
+    put(m, "insecure", insecure);
     put(m, "staging-mode", stagingMode);
     put(m, "staging-group", stagingGroup);
     put(m, "tls-cert", tlsCert == null ? null : tlsCert.toString());
@@ -199,8 +202,17 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--max-streams", description = "UpdateWeights streams open at once (default 256).")
   Integer maxStreams;
 
-  @Option(names = "--staging-reserve", description = "Free space the staging filesystem keeps; tensors that would use it are refused (default 256MiB).")
+  @Option(names = "--max-streams-per-caller", description = "Of those, streams open at once from one caller: its token or client certificate plus the name it declares (default 64).")
+  Integer maxStreamsPerCaller;
+
+  @Option(names = "--header-timeout", description = "A stream that sends no tensor data this long after it opens is ended with DEADLINE_EXCEEDED (default 30s).")
+  String headerTimeout;
+
+  @Option(names = "--staging-reserve", description = "Free space the staging filesystem keeps; tensors that would use it are refused (default auto: the smaller of 256MiB and 5% of the filesystem).")
   String stagingReserve;
+
+  @Option(names = "--insecure", arity = "0..1", fallbackValue = "true", description = "Allow a --listen address other hosts can reach without --auth-token-file or mutual TLS (default false: refused at start).")
+  Boolean insecure;
 
   @Option(names = "--staging-mode", paramLabel = "OCTAL", description = "Mode of staged folders; files get the same bits without execute (default 0750: the owner and the staging group read).")
   String stagingMode;
@@ -239,7 +251,7 @@ final class ServeCommand implements Callable<Integer> {
       }
     }, "weightsync-shutdown"));
     System.err.println("weightsync: serving on port " + sidecar.port() + " (" + sidecar.listenersText()
-        + ") with " + cfg);
+        + "; callers: " + sidecar.authText() + ") with " + cfg);
     sidecar.awaitTermination();
     return 0;
   }

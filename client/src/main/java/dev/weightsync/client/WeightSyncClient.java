@@ -150,14 +150,28 @@ public final class WeightSyncClient implements AutoCloseable {
       UnixSockets.requireAvailable("target " + target);
       b.channelType(UnixSockets.clientChannelType()).eventLoopGroup(UnixSockets.clientLoops());
     }
+    Metadata headers = new Metadata();
+    // the name the sidecar shares its streams by (with the token): this process
+    headers.put(Metadata.Key.of("weightsync-caller", Metadata.ASCII_STRING_MARSHALLER),
+        callerName());
     if (token != null) {
-      Metadata headers = new Metadata();
       headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
           "Bearer " + token);
-      b.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
     }
+    b.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
     // Each build() is a channel with connections of its own (channels never share them).
     return new WeightSyncClient(b.build(), b::build, chunkBytes, attempts);
+  }
+
+  /** host:pid, the name this process declares to the sidecar as its caller identity. */
+  static String callerName() {
+    String host;
+    try {
+      host = java.net.InetAddress.getLocalHost().getHostName();
+    } catch (java.net.UnknownHostException e) {
+      host = "unknown-host";
+    }
+    return (host + ":" + ProcessHandle.current().pid()).replaceAll("[^\\x21-\\x7e]", "?");
   }
 
   /**

@@ -37,6 +37,8 @@ import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.quant.Quantizers;
 import dev.weightsync.server.security.BearerTokenInterceptor;
 import dev.weightsync.server.stage.StagingArea;
+import dev.weightsync.server.stage.StagingSpace;
+import dev.weightsync.server.security.Caller;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
@@ -69,6 +71,8 @@ public final class Sidecar implements AutoCloseable {
   private final HealthStatusManager health = new HealthStatusManager();
   private final GrpcListeners listeners;
   private final StagingArea staging;
+  /** The staging filesystem's space, reserved by the parts being received. */
+  private final StagingSpace space;
   private final QuantScheme scheme;
   private final PrometheusMeterRegistry registry;
   private final SyncMetrics metrics;
@@ -102,6 +106,8 @@ public final class Sidecar implements AutoCloseable {
         ? o.deepCopy() : new ObjectMapper().createObjectNode();
     this.staging = new StagingArea(config.stagingDir(), config.keepVersions(),
         config.stagingPermissions());
+    this.space = new StagingSpace(staging.root().toString(),
+        StagingSpace.FileSystemSpace.of(staging.root()), config.stagingReserve());
     String adminKey = config.sglangAdminKeyFile() != null
         ? Files.readString(config.sglangAdminKeyFile()).trim() : config.sglangAdminKey();
     List<EngineAdapter> engines = new ArrayList<>();
@@ -154,6 +160,9 @@ public final class Sidecar implements AutoCloseable {
       metrics.engineState(e.name(),
           () -> unreachable.contains(e.name()) ? EngineState.UNREACHABLE : e.state().state());
     }
+    io.micrometer.core.instrument.Gauge.builder("weightsync.staging.reserved.bytes", space,
+        StagingSpace::pending).description("Staging bytes reserved by parts being received and"
+        + " not yet written").register(registry);
     CudaIpcReader ipc = CudaIpcReader.of(quantizer);
     if (ipc != null) {
       io.micrometer.core.instrument.Gauge.builder("weightsync.cuda.ipc.open.handles", ipc,
@@ -163,15 +172,16 @@ public final class Sidecar implements AutoCloseable {
     this.service = new WeightSyncService(coordinator, quantizer,
         new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
         new IngestLimits(config.maxOpenTensors(), config.maxTensorBytes(), config.maxVersionBytes(),
-            config.maxTensors(), config.maxStreams(), config.stagingReserve()),
-        workers, config.role(), choice::note, metrics, config.partTimeout(),
-        this::unreachableEngines);
+            config.maxTensors(), config.maxStreams(), config.maxStreamsPerCaller()),
+        space, workers, config.role(), choice::note, metrics, config.headerTimeout(),
+        config.partTimeout(), this::unreachableEngines);
     tls = config.tlsCert() == null ? null : new ServerTls(config.tlsCert(), config.tlsKey(),
         config.tlsClientCa(), config.tlsReload());
     BearerTokenInterceptor auth = config.authTokenFile() == null ? null
         : new BearerTokenInterceptor(SERVICE, BearerTokenInterceptor.readTokens(config.authTokenFile()));
     this.listeners = new GrpcListeners(config.listenAddresses(),
         tls == null ? null : tls.credentials(), b -> {
+          b.intercept(new Caller()); // runs after the token check, which names the token
           if (auth != null) {
             b.intercept(auth);
           }
@@ -317,6 +327,19 @@ public final class Sidecar implements AutoCloseable {
   }
 
   /** Where gRPC listens, the real port in place of 0. */
+  /** How gRPC callers are authenticated, for the start-up line. */
+  public String authText() {
+    String mtls = config.tlsClientCa() != null ? "client certificates (mutual TLS)" : null;
+    String token = config.authTokenFile() != null ? "a bearer token from "
+        + config.authTokenFile() : null;
+    if (mtls != null || token != null) {
+      return (mtls != null && token != null ? mtls + " and " + token : mtls != null ? mtls : token)
+          + " (gRPC health stays open)";
+    }
+    return config.insecure() ? "not authenticated (--insecure: anyone who reaches the port)"
+        : "not authenticated (loopback and Unix sockets only)";
+  }
+
   public String listenersText() {
     return listeners.addresses().stream().map(a -> a.unix() || a.port() != 0 ? a.toString()
         : a.host() + ":" + port()).collect(java.util.stream.Collectors.joining(", "));

@@ -69,7 +69,10 @@ public final class ConfigLoader {
       max-version-bytes: 4TiB
       max-tensors: 1000000
       max-streams: 256
-      staging-reserve: 256MiB
+      max-streams-per-caller: 64
+      header-timeout: 30s
+      staging-reserve: auto
+      insecure: false
       staging-mode: "0750"
       staging-group: null
       """;
@@ -89,7 +92,8 @@ public final class ConfigLoader {
         @Override
         public Long deserialize(JsonParser p, com.fasterxml.jackson.databind.DeserializationContext c)
             throws IOException {
-          return parseBytes(p.getValueAsString());
+          String v = p.getValueAsString();
+          return "auto".equalsIgnoreCase(v.trim()) ? -1 : parseBytes(v); // staging-reserve
         }
       }));
 

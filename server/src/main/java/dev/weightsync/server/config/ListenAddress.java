@@ -48,6 +48,26 @@ public record ListenAddress(String host, int port, Path socket) {
     return socket != null;
   }
 
+  /**
+   * Whether only this host can reach it: a 127.0.0.0/8 or ::1 address, or localhost (resolved
+   * here, so a name is judged by what it is bound to).
+   */
+  public boolean loopback() {
+    if (unix()) {
+      return false;
+    }
+    try {
+      for (java.net.InetAddress a : java.net.InetAddress.getAllByName(host)) {
+        if (!a.isLoopbackAddress()) {
+          return false;
+        }
+      }
+      return true;
+    } catch (java.net.UnknownHostException e) {
+      return false; // the bind fails later, naming the host
+    }
+  }
+
   public SocketAddress socketAddress() {
     return new InetSocketAddress(host, port);
   }

@@ -14,7 +14,7 @@ import java.util.Objects;
  * order; keys are the flag names without dashes' prefix (e.g. {@code staging-dir}).
  */
 public record SidecarConfig(
-    /** gRPC port: the shorthand for listen 0.0.0.0:PORT when listen is not given. */
+    /** gRPC port: the shorthand for listen 127.0.0.1:PORT when listen is not given. */
     @JsonProperty("port") int port,
     /** Addresses the gRPC server listens on: HOST:PORT or unix:///PATH (repeatable). */
     @JsonProperty("listen") List<String> listen,
@@ -94,8 +94,17 @@ public record SidecarConfig(
     @JsonProperty("max-tensors") int maxTensors,
     /** UpdateWeights streams open at once. */
     @JsonProperty("max-streams") int maxStreams,
-    /** Bytes the staging filesystem must keep free: a tensor that would eat into them is refused. */
+    /** Of those, open at once from one caller (token or certificate, plus its declared name). */
+    @JsonProperty("max-streams-per-caller") int maxStreamsPerCaller,
+    /** Silence allowed on a stream before its first tensor data (after the header, or none). */
+    @JsonProperty("header-timeout") Duration headerTimeout,
+    /**
+     * Bytes the staging filesystem must keep free: a tensor that would eat into them is refused.
+     * -1 (the default, "auto") is the smaller of 256 MiB and 5% of the filesystem.
+     */
     @JsonProperty("staging-reserve") long stagingReserve,
+    /** Allows a non-loopback listen address with neither auth-token-file nor mutual TLS. */
+    @JsonProperty("insecure") boolean insecure,
     /** Octal mode of staged folders (files: the same bits without execute); default 0750. */
     @JsonProperty("staging-mode") String stagingMode,
     /** Group (name or gid) given to staged folders and files, e.g. the engine's; default none. */
@@ -142,9 +151,27 @@ public record SidecarConfig(
       throw new IllegalArgumentException("relay-tls-cert and relay-tls-key go together");
     }
     if (maxTensorBytes < 1 || maxVersionBytes < 1 || maxTensors < 1 || maxStreams < 1
-        || stagingReserve < 0) {
-      throw new IllegalArgumentException("max-tensor-bytes, max-version-bytes, max-tensors and"
-          + " max-streams must be positive, staging-reserve not negative");
+        || maxStreamsPerCaller < 1 || stagingReserve < -1) {
+      throw new IllegalArgumentException("max-tensor-bytes, max-version-bytes, max-tensors,"
+          + " max-streams and max-streams-per-caller must be positive, staging-reserve a byte"
+          + " count or auto");
+    }
+    Objects.requireNonNull(headerTimeout, "header-timeout");
+    if (headerTimeout.isNegative() || headerTimeout.isZero()) {
+      throw new IllegalArgumentException("header-timeout must be positive, got " + headerTimeout);
+    }
+    if (!insecure && authTokenFile == null && tlsClientCa == null) {
+      // the fields are not assigned yet in a compact constructor: the parameters are read
+      List<ListenAddress> addresses = listen.isEmpty()
+          ? List.of(new ListenAddress("127.0.0.1", port, null))
+          : listen.stream().map(ListenAddress::parse).toList();
+      for (ListenAddress a : addresses) {
+        if (!a.unix() && !a.loopback()) {
+          throw new IllegalArgumentException("listen " + a + " is reachable from other hosts,"
+              + " but callers are not authenticated: give auth-token-file or mutual TLS"
+              + " (tls-cert, tls-key, tls-client-ca), or say --insecure to serve it open");
+        }
+      }
     }
     // staging-mode and staging-group are checked now, not at the first version
     new FolderPermissions(FolderPermissions.parseMode(stagingMode == null ? "0750" : stagingMode),
@@ -199,9 +226,9 @@ public record SidecarConfig(
   }
 
   /** What staged folders and files are given: staging-mode and staging-group. */
-  /** Where the gRPC server listens: the listen key, or 0.0.0.0:port without it. */
+  /** Where the gRPC server listens: the listen key, or loopback on port without it. */
   public List<ListenAddress> listenAddresses() {
-    return listen.isEmpty() ? List.of(new ListenAddress("0.0.0.0", port, null))
+    return listen.isEmpty() ? List.of(new ListenAddress("127.0.0.1", port, null))
         : listen.stream().map(ListenAddress::parse).toList();
   }
 
@@ -227,7 +254,10 @@ public record SidecarConfig(
         + ", relay-tls-ca=" + relayTlsCa + ", relay-tls-cert=" + relayTlsCert
         + ", relay-tls-key=" + relayTlsKey + ", max-tensor-bytes=" + maxTensorBytes
         + ", max-version-bytes=" + maxVersionBytes + ", max-tensors=" + maxTensors
-        + ", max-streams=" + maxStreams + ", staging-reserve=" + stagingReserve
+        + ", max-streams=" + maxStreams + ", max-streams-per-caller=" + maxStreamsPerCaller
+        + ", header-timeout=" + headerTimeout
+        + ", staging-reserve=" + (stagingReserve < 0 ? "auto" : stagingReserve)
+        + ", insecure=" + insecure
         + ", staging-mode=" + stagingMode + ", staging-group=" + stagingGroup + "]";
   }
 }

@@ -27,6 +27,7 @@ import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.stage.ShardSet;
 import dev.weightsync.server.stage.ShardSpool;
+import dev.weightsync.server.stage.StagingSpace;
 import io.grpc.Status;
 import io.grpc.StatusException;
 import java.io.IOException;
@@ -42,7 +43,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeMap;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Pattern;
 
 /**
@@ -85,11 +86,9 @@ final class PartReceiver {
      */
     final boolean direct;
     final long spoolStart;
-    /** Received byte ranges, begin to end, never overlapping. */
-    final TreeMap<Long, Long> ranges = new TreeMap<>();
+    /** Byte ranges received so far, merged; forgotten once the tensor is complete. */
+    final ByteRanges ranges = new ByteRanges();
     long received;
-    /** Bytes from the start that have all arrived. */
-    long prefix;
     /** Rows already handed to the quantizer. */
     long rowsStarted;
     boolean done;
@@ -120,6 +119,11 @@ final class PartReceiver {
   private String refusedHeader;
   private FileChannel spool;
   private Path spoolPath;
+  /** Bytes written into the spool, read by the staging ledger from other streams' threads. */
+  private final AtomicLong spooled = new AtomicLong();
+  private final StagingSpace space;
+  /** This part's share of the staging ledger, from the header to commit or discard. */
+  private StagingSpace.Reservation room;
   private ShardSet shard;
   private long spoolLength;
   private int open;
@@ -148,7 +152,8 @@ final class PartReceiver {
    *     relayed already quantized
    */
   PartReceiver(VersionCoordinator coordinator, Quantizer quantizer, TensorSelector selector,
-      IngestLimits limits, SyncMetrics metrics, String role) {
+      IngestLimits limits, StagingSpace space, SyncMetrics metrics, String role) {
+    this.space = space;
     this.role = role;
     this.acceptsRelayed = role.equals("engine");
     this.metrics = metrics;
@@ -161,6 +166,11 @@ final class PartReceiver {
 
   boolean hasHeader() {
     return part != null;
+  }
+
+  /** Whether any tensor (a chunk or a CUDA bucket) has arrived after the header. */
+  boolean hasData() {
+    return !tensors.isEmpty();
   }
 
   String describe() {
@@ -217,10 +227,13 @@ final class PartReceiver {
       spool = FileChannel.open(spoolPath, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
           StandardOpenOption.WRITE);
       shard = new ShardSet(part.directory(), base);
+      ShardSet staged = shard;
+      room = space.open(() -> spooled.get() + staged.written());
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot create staging files: " + e.getMessage())
           .asException();
     }
+    reserve("the staged shard's header", ShardSet.FILE_OVERHEAD);
   }
 
   void chunk(TensorChunk c) throws StatusException {
@@ -250,10 +263,7 @@ final class PartReceiver {
     if (length == 0 && t.spec.byteLength() != 0) {
       return;
     }
-    Map.Entry<Long, Long> before = t.ranges.floorEntry(offset);
-    Map.Entry<Long, Long> after = t.ranges.ceilingEntry(offset);
-    if ((before != null && before.getValue() > offset)
-        || (after != null && after.getKey() < offset + length)) {
+    if (!t.ranges.add(offset, length)) {
       throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
           + " overlaps bytes already received");
     }
@@ -266,17 +276,14 @@ final class PartReceiver {
         for (long left = length; left > 0; ) {
           left -= spool.write(data);
         }
+        spooled.addAndGet(length);
       }
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot " + (t.direct ? "stage" : "spool")
           + " tensor " + t.spec.name() + ": " + e.getMessage()).asException();
     }
     metrics.bytesReceived(length);
-    t.ranges.put(offset, offset + length);
     t.received += length;
-    for (Long end = t.ranges.get(t.prefix); end != null; end = t.ranges.get(t.prefix)) {
-      t.prefix = end;
-    }
     if (t.received == t.spec.byteLength()) {
       complete(t);
     } else {
@@ -330,7 +337,8 @@ final class PartReceiver {
     }
     long rowBytes = t.spec.cols() * t.spec.dtype().byteSize();
     long bandRows = Math.max(multiple, BAND_BYTES / rowBytes / multiple * multiple);
-    while ((t.rowsStarted + bandRows) * rowBytes <= t.prefix) {
+    long arrived = t.done ? t.spec.byteLength() : t.ranges.prefix();
+    while ((t.rowsStarted + bandRows) * rowBytes <= arrived) {
       startRows(t, bandRows);
     }
   }
@@ -426,7 +434,7 @@ final class PartReceiver {
         throw invalid(already); // before any byte of this part reaches the engine's folder
       }
     }
-    checkRoomFor(spec);
+    checkTensorSize(spec);
     if (!part.claimTensor(name)) {
       throw invalid("tensor " + name + " was already sent in another part of version "
           + part.version());
@@ -448,9 +456,10 @@ final class PartReceiver {
     }
     // Relayed tensors are already quantized (FP8/INT4 bytes, scales): staged as they arrive.
     TensorPlan plan = relayed ? new TensorPlan.PassThrough(spec, false) : selector.plan(spec);
+    boolean direct = spooled && plan instanceof TensorPlan.PassThrough;
+    reserveRoom(spec, plan, spooled && !direct);
     shard.allocate(plan.outputs());
     plans.add(plan);
-    boolean direct = spooled && plan instanceof TensorPlan.PassThrough;
     Incoming t = new Incoming(spec, plan, direct, spoolLength);
     if (spooled) {
       open++;
@@ -490,7 +499,7 @@ final class PartReceiver {
     }
     long length = b.getByteLength();
     List<CudaIpcReader.BucketTensor> refs = new ArrayList<>();
-    TreeMap<Long, Long> used = new TreeMap<>();
+    ByteRanges used = new ByteRanges();
     for (CudaTensor c : b.getTensorsList()) {
       if (tensors.containsKey(c.getName())) {
         throw invalid("tensor " + c.getName() + " is sent twice in " + describe());
@@ -502,14 +511,10 @@ final class PartReceiver {
         throw invalid("tensor " + c.getName() + ": [" + offset + ", " + end + ") lies outside"
             + " CUDA bucket " + b.getIndex() + " of " + length + " bytes");
       }
-      Map.Entry<Long, Long> before = used.floorEntry(offset);
-      Map.Entry<Long, Long> after = used.ceilingEntry(offset);
-      if (t.spec.byteLength() > 0 && ((before != null && before.getValue() > offset)
-          || (after != null && after.getKey() < end))) {
+      if (!used.add(offset, t.spec.byteLength())) {
         throw invalid("tensor " + c.getName() + " overlaps another tensor of CUDA bucket "
             + b.getIndex());
       }
-      used.put(offset, end);
       t.received = t.spec.byteLength();
       t.done = true;
       refs.add(new CudaIpcReader.BucketTensor(t.plan, offset));
@@ -530,6 +535,8 @@ final class PartReceiver {
     long start = System.nanoTime();
     try {
       if (ipc == null) {
+        reserve("the headers of " + (BUCKET_SHARD_FILES - 1) + " more staged shards",
+            (BUCKET_SHARD_FILES - 1) * ShardSet.FILE_OVERHEAD);
         ipc = reader.openSession();
         shard.spread(BUCKET_SHARD_FILES);
       }
@@ -558,6 +565,7 @@ final class PartReceiver {
 
   private void complete(Incoming t) throws StatusException {
     t.done = true;
+    t.ranges.clear();
     open--;
     if (t.direct) {
       if (t.scanWhenComplete) {
@@ -598,7 +606,7 @@ final class PartReceiver {
       if (!t.done) {
         throw invalid("tensor " + t.spec.name() + " is incomplete at commit: "
             + t.received + " of " + t.spec.byteLength() + " bytes arrived, first gap at byte "
-            + firstGap(t));
+            + t.ranges.prefix());
       }
     }
     if (c.getTensorCount() != tensors.size()) {
@@ -628,6 +636,7 @@ final class PartReceiver {
       throw Status.INTERNAL.withDescription("cannot finish the staged shard: " + e.getMessage())
           .asException();
     }
+    room.close(); // every byte is on disk now, and the spool is gone
     return new PartResult(part.index(), shards, List.copyOf(plans), bytesIn, shard.dataLength(),
         error, quantizeSeconds, relayed, relayedConfig);
   }
@@ -651,6 +660,9 @@ final class PartReceiver {
   void discard() {
     quantizing.abandon();
     closeIpc();
+    if (room != null) {
+      room.close();
+    }
     try {
       if (spool != null) {
         spool.close();
@@ -680,40 +692,35 @@ final class PartReceiver {
     return text.codePointCount(0, text.length()) > 64 ? b + "..." : b.toString();
   }
 
-  private static long firstGap(Incoming t) {
-    long expected = 0;
-    for (Map.Entry<Long, Long> r : t.ranges.entrySet()) {
-      if (r.getKey() > expected) {
-        return expected;
-      }
-      expected = r.getValue();
-    }
-    return expected;
-  }
-
-  /**
-   * Refuses a tensor over max-tensor-bytes, and one the staging filesystem has no room for: its
-   * bytes are spooled and its output written (at most as large again) next to the staged version,
-   * and stagingReserve must stay free. Checked before any byte is written, so a full disk fails
-   * the part cleanly instead of half-way through a file.
-   */
-  private void checkRoomFor(TensorSpec spec) throws StatusException {
+  private void checkTensorSize(TensorSpec spec) throws StatusException {
     if (spec.byteLength() > limits.maxTensorBytes()) {
       throw exhausted("tensor " + spec.name() + " has " + spec.byteLength() + " bytes, over the "
           + limits.maxTensorBytes() + "-byte limit (max-tensor-bytes)");
     }
-    long usable;
+  }
+
+  /**
+   * Reserves, across all streams, the staging space a tensor will take before any of its bytes
+   * is written: its outputs, and its bytes in the spool when it is quantized from there. A full
+   * disk thus refuses the tensor cleanly instead of failing half-way through a file.
+   */
+  private void reserveRoom(TensorSpec spec, TensorPlan plan, boolean viaSpool)
+      throws StatusException {
+    long bytes = viaSpool ? spec.byteLength() : 0;
+    for (TensorSpec out : plan.outputs()) {
+      bytes += out.byteLength();
+    }
+    reserve("tensor " + spec.name(), bytes);
+  }
+
+  private void reserve(String what, long bytes) throws StatusException {
     try {
-      usable = Files.getFileStore(part.directory()).getUsableSpace();
+      room.take(what, bytes);
+    } catch (StagingSpace.NoRoom e) {
+      throw exhausted(e.getMessage());
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot read the staging filesystem's free space: "
           + e.getMessage()).asException();
-    }
-    long needed = 2 * spec.byteLength() + limits.stagingReserve();
-    if (usable < needed) {
-      throw exhausted("the staging filesystem (" + part.directory().getParent() + ") has " + usable
-          + " bytes free; tensor " + spec.name() + " needs " + 2 * spec.byteLength()
-          + " and staging-reserve keeps " + limits.stagingReserve() + " free");
     }
   }
 

@@ -1,6 +1,5 @@
 package dev.weightsync.server.ingest;
 
-import com.google.common.util.concurrent.MoreExecutors;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.proto.v1.BucketDone;
@@ -12,7 +11,6 @@ import dev.weightsync.proto.v1.GetStatusResponse;
 import dev.weightsync.proto.v1.PhaseTimings;
 import dev.weightsync.proto.v1.QuantizationError;
 import dev.weightsync.proto.v1.UpdateWeightsCudaReply;
-import dev.weightsync.proto.v1.UpdateWeightsRequest;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.VersionProgress;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
@@ -24,23 +22,23 @@ import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.pipeline.VersionListener;
 import dev.weightsync.server.pipeline.VersionOutcome;
+import dev.weightsync.server.security.Caller;
+import dev.weightsync.server.stage.StagingSpace;
 import io.grpc.BindableService;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.StatusException;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
-import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.logging.Logger;
 
 /**
- * The {@code WeightSync} gRPC service. Each UpdateWeights stream is handled on a sequential
- * executor of its own (never on a gRPC callback thread), and asks for its next message only when
- * the previous one has been spooled (and, for a complete tensor, quantized): manual flow control,
- * so a fast trainer can never make the sidecar buffer a model. Requests arrive through
- * {@link ZeroCopyRequests}: a chunk's bytes are Netty's own buffers until they are spooled.
+ * The {@code WeightSync} gRPC service. Each UpdateWeights stream is admitted against its caller's
+ * share of the streams ({@link StreamAdmission}) and then handled by a {@link PartStream}, which
+ * asks for the next message only when the previous one has been staged: manual flow control, so
+ * a fast trainer can never make the sidecar buffer a model. Requests arrive through
+ * {@link ZeroCopyRequests}: a chunk's bytes are Netty's own buffers until they are staged.
  */
 public final class WeightSyncService implements WeightSyncGrpc.AsyncService, BindableService {
 
@@ -51,8 +49,8 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
   private final TensorSelector selector;
   private final Format format;
   private final IngestLimits limits;
-  private final java.util.concurrent.atomic.AtomicInteger openStreams =
-      new java.util.concurrent.atomic.AtomicInteger();
+  private final StreamAdmission admission;
+  private final StagingSpace space;
   private final ExecutorService workers;
   private final long startNanos = System.nanoTime();
   private final String role;
@@ -60,7 +58,7 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
   /** Engines not answering their health check now: the same check /readyz and gRPC health use. */
   private final java.util.function.Supplier<java.util.Set<String>> unreachable;
   private final SyncMetrics metrics;
-  private final java.time.Duration idleTimeout;
+  private final PartStream.Timeouts timeouts;
   private final java.util.concurrent.ScheduledExecutorService watchdog =
       java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "weightsync-stream-watchdog");
@@ -68,13 +66,20 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
         return t;
       });
 
+  /**
+   * @param headerTimeout silence allowed before a stream's first tensor data
+   * @param idleTimeout silence allowed after it (the part timeout)
+   */
   public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
-      TensorSelector selector, Format format, IngestLimits limits, ExecutorService workers,
-      String role, java.util.function.Supplier<String> deviceNote, SyncMetrics metrics,
-      java.time.Duration idleTimeout, java.util.function.Supplier<java.util.Set<String>> unreachable) {
+      TensorSelector selector, Format format, IngestLimits limits, StagingSpace space,
+      ExecutorService workers, String role, java.util.function.Supplier<String> deviceNote,
+      SyncMetrics metrics, java.time.Duration headerTimeout, java.time.Duration idleTimeout,
+      java.util.function.Supplier<java.util.Set<String>> unreachable) {
     this.unreachable = unreachable;
     this.metrics = metrics;
-    this.idleTimeout = idleTimeout;
+    this.timeouts = new PartStream.Timeouts(headerTimeout, idleTimeout);
+    this.space = space;
+    this.admission = new StreamAdmission(limits.maxStreams(), limits.maxStreamsPerCaller());
     this.coordinator = coordinator;
     this.quantizer = quantizer;
     this.selector = selector;
@@ -102,29 +107,59 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
   @Override
   public ServerServiceDefinition bindService() {
     return ZeroCopyRequests.bind(WeightSyncGrpc.bindService(this),
-        responses -> receive((ServerCallStreamObserver<UpdateWeightsResponse>) responses, r -> r,
-            null),
+        responses -> receive((ServerCallStreamObserver<UpdateWeightsResponse>) responses,
+            new PartStream.Replies<>() {
+              @Override
+              public UpdateWeightsResponse result(UpdateWeightsResponse r) {
+                return r;
+              }
+
+              @Override
+              public UpdateWeightsResponse bucketDone(int index) {
+                return null;
+              }
+
+              @Override
+              public VersionListener listener(
+                  ServerCallStreamObserver<UpdateWeightsResponse> call, PartResult part) {
+                return WeightSyncService.listener(call, this::result, part.partIndex(),
+                    part.relayed());
+              }
+            }),
         // an acknowledgement per CUDA bucket: the trainer may free or reuse a bucket's memory
         // once its BucketDone arrives, long before the version's result
         responses -> receive((ServerCallStreamObserver<UpdateWeightsCudaReply>) responses,
-            r -> UpdateWeightsCudaReply.newBuilder().setResult(r).build(),
-            i -> UpdateWeightsCudaReply.newBuilder()
-                .setBucketDone(BucketDone.newBuilder().setIndex(i)).build()));
+            new PartStream.Replies<>() {
+              @Override
+              public UpdateWeightsCudaReply result(UpdateWeightsResponse r) {
+                return UpdateWeightsCudaReply.newBuilder().setResult(r).build();
+              }
+
+              @Override
+              public UpdateWeightsCudaReply bucketDone(int index) {
+                return UpdateWeightsCudaReply.newBuilder()
+                    .setBucketDone(BucketDone.newBuilder().setIndex(index)).build();
+              }
+
+              @Override
+              public VersionListener listener(
+                  ServerCallStreamObserver<UpdateWeightsCudaReply> call, PartResult part) {
+                return WeightSyncService.listener(call, this::result, part.partIndex(),
+                    part.relayed());
+              }
+            }));
   }
 
-  /**
-   * One part's stream, whichever RPC carries it: {@code result} wraps the version's response,
-   * {@code bucketDone} (null when the RPC has none) acknowledges a CUDA bucket.
-   */
+  /** Admits one part's stream (or refuses it at once) and hands it to a {@link PartStream}. */
   private <T> StreamObserver<Received> receive(ServerCallStreamObserver<T> call,
-      java.util.function.Function<UpdateWeightsResponse, T> result,
-      java.util.function.IntFunction<T> bucketDone) {
+      PartStream.Replies<T> replies) {
     call.disableAutoRequest();
-    if (openStreams.incrementAndGet() > limits.maxStreams()) {
-      openStreams.decrementAndGet();
+    StreamAdmission.Slot slot;
+    try {
+      slot = admission.admit(Caller.current());
+    } catch (StatusException e) {
       metrics.updateFailed("resource_exhausted", 0);
-      call.onError(Status.RESOURCE_EXHAUSTED.withDescription(limits.maxStreams()
-          + " UpdateWeights streams are open (max-streams); retry when one ends").asRuntimeException());
+      call.onError(e.getStatus().asRuntimeException());
       return new StreamObserver<>() { // the call is closed: drop whatever still arrives
         @Override
         public void onNext(Received r) {
@@ -138,155 +173,10 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
         public void onCompleted() {}
       };
     }
-    AtomicBoolean counted = new AtomicBoolean(true);
-    Runnable release = () -> {
-      if (counted.compareAndSet(true, false)) {
-        openStreams.decrementAndGet();
-      }
-    };
-    call.setOnCloseHandler(release);
-    Executor serial = MoreExecutors.newSequentialExecutor(workers);
-    PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, limits,
+    PartReceiver receiver = new PartReceiver(coordinator, quantizer, selector, limits, space,
         metrics, role);
-    AtomicBoolean finished = new AtomicBoolean();
-    // The part's validated commit, held until the stream half-closes: a commit is a part's last
-    // message, and one more message after it refuses the part. Touched on `serial` only.
-    PartResult[] committed = new PartResult[1];
-
-    Runnable abandon = () -> {
-      if (finished.compareAndSet(false, true)) {
-        LOG.info(() -> receiver.describe() + ": stream cancelled or broken; part discarded");
-        metrics.updateFailed("cancelled", receiver.secondsSinceStart());
-        receiver.discard();
-      }
-    };
-    call.setOnCancelHandler(() -> {
-      release.run();
-      serial.execute(abandon);
-    });
-    java.util.concurrent.atomic.AtomicLong lastMessage =
-        new java.util.concurrent.atomic.AtomicLong(System.nanoTime());
-
-    StreamObserver<Received> observer = new StreamObserver<>() {
-      @Override
-      public void onNext(Received r) {
-        lastMessage.set(System.nanoTime());
-        try {
-          serial.execute(() -> {
-            try {
-              handle(r);
-            } finally {
-              r.release(); // its bytes are spooled, or the part has failed
-            }
-          });
-        } catch (java.util.concurrent.RejectedExecutionException e) { // shutting down
-          r.release();
-          throw e;
-        }
-      }
-
-      private void handle(Received r) {
-        if (finished.get()) {
-          return;
-        }
-        if (r.refused() != null) {
-          fail(r.refused());
-          return;
-        }
-        UpdateWeightsRequest req = r.request();
-        if (committed[0] != null) {
-          fail(Status.INVALID_ARGUMENT.withDescription("a " + req.getKindCase().name()
-              .toLowerCase(java.util.Locale.ROOT) + " message arrived after the commit of "
-              + receiver.describe() + ": the commit is a part's last message; part discarded"));
-          return;
-        }
-        try {
-          switch (req.getKindCase()) {
-            case HEADER -> receiver.header(req.getHeader(), format);
-            case CHUNK -> receiver.chunk(req.getChunk());
-            case CUDA_BUCKET -> {
-              receiver.bucket(req.getCudaBucket());
-              if (bucketDone != null) {
-                call.onNext(bucketDone.apply(req.getCudaBucket().getIndex()));
-              }
-            }
-            case COMMIT -> committed[0] = receiver.commit(req.getCommit()); // on to the half-close
-            default -> throw Status.INVALID_ARGUMENT.withDescription(
-                "a message with no header, chunk, CUDA bucket or commit").asException();
-          }
-          call.request(1);
-        } catch (StatusException e) {
-          fail(e.getStatus());
-        } catch (RuntimeException e) {
-          LOG.severe(receiver.describe() + ": " + e);
-          fail(Status.INTERNAL.withDescription(String.valueOf(e.getMessage())).withCause(e));
-        }
-      }
-
-      private void fail(Status s) {
-        if (finished.compareAndSet(false, true)) {
-          LOG.info(() -> receiver.describe() + ": refused: " + s.getCode() + " " + s.getDescription());
-          metrics.updateFailed(s.getCode().name().toLowerCase(java.util.Locale.ROOT),
-              receiver.secondsSinceStart());
-          receiver.discard();
-          call.onError(s.asRuntimeException());
-        }
-      }
-
-      @Override
-      public void onError(Throwable t) {
-        serial.execute(abandon);
-      }
-
-      @Override
-      public void onCompleted() {
-        serial.execute(() -> {
-          PartResult part = committed[0];
-          if (part == null) {
-            fail(Status.INVALID_ARGUMENT.withDescription(
-                "the stream of " + receiver.describe() + " ended without a commit"));
-          } else if (finished.compareAndSet(false, true)) {
-            receiver.part().commit(part, listener(call, result, part.partIndex(), part.relayed()));
-          }
-        });
-      }
-    };
-    watch(serial, finished, lastMessage, () -> serial.execute(() -> failIdle(receiver, finished,
-        call, idleTimeout, metrics)));
-    call.request(2);
-    return observer;
-  }
-
-  /**
-   * A stream that sends nothing for the idle timeout (the part timeout) before its commit is
-   * ended with DEADLINE_EXCEEDED and its part discarded: nothing waits forever on a silent trainer.
-   */
-  private void watch(Executor serial, AtomicBoolean finished,
-      java.util.concurrent.atomic.AtomicLong lastMessage, Runnable onIdle) {
-    long idleNanos = idleTimeout.toNanos();
-    long wait = Math.max(0, lastMessage.get() + idleNanos - System.nanoTime());
-    watchdog.schedule(() -> {
-      if (finished.get()) {
-        return;
-      }
-      if (System.nanoTime() - lastMessage.get() >= idleNanos) {
-        onIdle.run();
-      } else {
-        watch(serial, finished, lastMessage, onIdle);
-      }
-    }, wait, java.util.concurrent.TimeUnit.NANOSECONDS);
-  }
-
-  private static void failIdle(PartReceiver receiver, AtomicBoolean finished,
-      ServerCallStreamObserver<?> call, java.time.Duration idleTimeout, SyncMetrics metrics) {
-    if (finished.compareAndSet(false, true)) {
-      Status s = Status.DEADLINE_EXCEEDED.withDescription("the stream of " + receiver.describe()
-          + " sent nothing for " + idleTimeout.toSeconds() + " s before its commit; part discarded");
-      LOG.info(() -> s.getDescription());
-      metrics.updateFailed("deadline_exceeded", receiver.secondsSinceStart());
-      receiver.discard();
-      call.onError(s.asRuntimeException());
-    }
+    return new PartStream<>(call, replies, receiver, format, metrics, timeouts, workers, watchdog)
+        .start(slot);
   }
 
   /** Stops the idle watchdog. */

@@ -1,5 +1,7 @@
 package dev.weightsync.server.security;
 
+import io.grpc.Context;
+import io.grpc.Contexts;
 import io.grpc.Metadata;
 import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
@@ -53,24 +55,35 @@ public final class BearerTokenInterceptor implements ServerInterceptor {
     }
     String value = headers.get(AUTHORIZATION);
     String problem = null;
+    int token = -1;
     if (value == null || !value.startsWith(PREFIX)) {
       problem = "missing bearer token (send 'authorization: Bearer <token>')";
-    } else if (!matches(value.substring(PREFIX.length()).trim().getBytes(StandardCharsets.UTF_8))) {
-      problem = "the bearer token is not accepted";
+    } else {
+      token = match(value.substring(PREFIX.length()).trim().getBytes(StandardCharsets.UTF_8));
+      if (token < 0) {
+        problem = "the bearer token is not accepted";
+      }
     }
     if (problem != null) {
       call.close(Status.UNAUTHENTICATED.withDescription(problem), new Metadata());
       return new ServerCall.Listener<>() {};
     }
-    return next.startCall(call, headers);
+    // which token, for Caller (the token's number in the file, never the token itself)
+    return Contexts.interceptCall(Context.current().withValue(Caller.PRINCIPAL,
+        "token " + (token + 1)), call, headers, next);
   }
 
-  /** Constant time per token (MessageDigest.isEqual), and every token is always compared. */
-  private boolean matches(byte[] given) {
-    boolean ok = false;
-    for (byte[] t : tokens) {
-      ok |= MessageDigest.isEqual(t, given);
+  /**
+   * The index of the token {@code given} equals, or -1: constant time per token
+   * (MessageDigest.isEqual), and every token is always compared.
+   */
+  private int match(byte[] given) {
+    int found = -1;
+    for (int i = 0; i < tokens.size(); i++) {
+      if (MessageDigest.isEqual(tokens.get(i), given) && found < 0) {
+        found = i;
+      }
     }
-    return ok;
+    return found;
   }
 }

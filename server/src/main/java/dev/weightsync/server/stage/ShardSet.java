@@ -12,6 +12,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The staged shards of one part: one file, or several once {@link #spread} is asked for. Linux
@@ -21,10 +22,15 @@ import java.util.concurrent.ConcurrentHashMap;
  */
 public final class ShardSet implements TensorSink, Closeable {
 
+  /** Bytes a file takes besides its tensors' (its header's room), for space reservations. */
+  public static final long FILE_OVERHEAD = ShardSpool.HEADER_RESERVE;
+
   private final Path directory;
   private final String base;
   private final List<ShardSpool> spools = new ArrayList<>();
   private final Map<String, ShardSpool> byTensor = new ConcurrentHashMap<>();
+  /** Bytes written so far, from any thread: what {@link StagingSpace} counts as on disk. */
+  private final AtomicLong written = new AtomicLong();
 
   /** A set of one shard, {@code directory/base.safetensors}. */
   public ShardSet(Path directory, String base) throws IOException {
@@ -53,12 +59,24 @@ public final class ShardSet implements TensorSink, Closeable {
 
   @Override
   public void write(String name, long offset, ByteBuffer data) throws IOException {
+    int n = data.remaining();
     spoolOf(name).write(name, offset, data);
+    written.addAndGet(n);
   }
 
   /** Writes bytes that lie in several buffers, in order, at {@code offset} of tensor {@code name}. */
   public void write(String name, long offset, List<ByteBuffer> pieces) throws IOException {
+    long n = 0;
+    for (ByteBuffer b : pieces) {
+      n += b.remaining();
+    }
     spoolOf(name).write(name, offset, pieces);
+    written.addAndGet(n);
+  }
+
+  /** Bytes of tensor data written into these files so far. */
+  public long written() {
+    return written.get();
   }
 
   /** Reads back staged bytes of tensor {@code name} from {@code offset}, filling {@code into}. */
