@@ -55,11 +55,13 @@ def test_each_stream_has_a_connection_of_its_own_unless_a_channel_is_given():
     """A grpcio server in this process records each call's peer (its client address and port):
     distinct ports are distinct connections."""
     import concurrent.futures
+    import os
+    import socket
     import threading
 
     import grpc
 
-    peers, lock = [], threading.Lock()
+    peers, callers, lock = [], [], threading.Lock()
 
     def update(requests, context):
         names = set()
@@ -68,6 +70,7 @@ def test_each_stream_has_a_connection_of_its_own_unless_a_channel_is_given():
                 names.add(r.chunk.name)
         with lock:
             peers.append(context.peer())
+            callers.append(dict(context.invocation_metadata()).get("weightsync-caller"))
         return ws.pb.UpdateWeightsResponse(weight_version="v", tensors_in=len(names))
 
     handler = grpc.method_handlers_generic_handler("weightsync.v1.WeightSync", {
@@ -82,6 +85,8 @@ def test_each_stream_has_a_connection_of_its_own_unless_a_channel_is_given():
         tensors = [(f"w{i}", np.full(1000, i, dtype=np.float32)) for i in range(6)]
         ws.push(tensors, "v", f"127.0.0.1:{port}", streams=3)
         assert len(peers) == 3 and len(set(peers)) == 3, peers
+        # the name the sidecar shares its streams by: this process, the same on every stream
+        assert set(callers) == {"%s:%d" % (socket.gethostname(), os.getpid())}, callers
         peers.clear()
         with grpc.insecure_channel(f"127.0.0.1:{port}") as shared:
             ws.push(tensors, "v", f"127.0.0.1:{port}", streams=3, channel=shared)

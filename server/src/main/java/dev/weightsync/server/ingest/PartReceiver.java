@@ -679,17 +679,26 @@ final class PartReceiver {
     }
   }
 
-  /** Caller-supplied text made safe for one log line: at most 64 characters, no controls. */
+  /**
+   * Caller-supplied text made safe for a status message and one log line: control characters
+   * escaped, and clipped just beyond the longest legal value (a tensor name's 1024 characters),
+   * so a legal name is shown whole and a hostile megabyte never is.
+   */
   static String printable(String text) {
     StringBuilder b = new StringBuilder();
-    text.codePoints().limit(64).forEach(c -> {
+    for (int i = 0; i < text.length(); ) {
+      if (b.length() > MAX_NAME_LENGTH) {
+        return b + "...";
+      }
+      int c = text.codePointAt(i);
+      i += Character.charCount(c);
       if (c < 0x20 || c == 0x7F) {
         b.append(String.format("\\x%02x", c));
       } else {
         b.appendCodePoint(c);
       }
-    });
-    return text.codePointCount(0, text.length()) > 64 ? b + "..." : b.toString();
+    }
+    return b.toString();
   }
 
   private void checkTensorSize(TensorSpec spec) throws StatusException {

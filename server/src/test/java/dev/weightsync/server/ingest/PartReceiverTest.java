@@ -10,7 +10,10 @@ class PartReceiverTest {
   void callerTextIsClippedAndEscapedForLogs() {
     assertThat(PartReceiver.printable("step-1")).isEqualTo("step-1");
     assertThat(PartReceiver.printable("a\nINFO forged line")).isEqualTo("a\\x0aINFO forged line");
-    assertThat(PartReceiver.printable("x".repeat(100))).isEqualTo("x".repeat(64) + "...");
+    assertThat(PartReceiver.printable("x".repeat(1024))).as("a legal name, whole")
+        .isEqualTo("x".repeat(1024));
+    assertThat(PartReceiver.printable("x".repeat(1 << 20))).isEqualTo("x".repeat(1025) + "...");
+    assertThat(PartReceiver.printable("\n".repeat(1 << 20))).hasSizeLessThan(1024 + 8);
   }
 
   @Test
