@@ -186,13 +186,15 @@ def main():
                 time.sleep(0.2)  # the killed push's part is discarded on its own executor
                 rows.append((used(o.staging), metrics(s.mport)["mapped"], rss(s.proc.pid)[0]))
             s.close()
+            cut = open(s.log.name).read().count("stream cancelled or broken; part discarded")
             u = [r[0] for r in rows[5:]]
             m = [r[1] for r in rows]
             r = [r[2] for r in rows[5:]]
-            print("soak: %d versions, %d pushes killed half-way; staging used %s..%s, mapped "
-                  "%s..%s, RSS %s..%s (after version 5)"
-                  % (len(rows), discarded, mib(min(u)), mib(max(u)), mib(min(m)), mib(max(m)),
-                     mib(min(r)), mib(max(r))))
+            print("soak: %d versions, %d pushes killed half-way (%d of them caught mid-part and"
+                  " discarded by the sidecar); staging used %s..%s, mapped %s..%s, RSS %s..%s"
+                  " (after version 5)"
+                  % (len(rows), discarded, cut, mib(min(u)), mib(max(u)), mib(min(m)),
+                     mib(max(m)), mib(min(r)), mib(max(r))))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(o.staging, ignore_errors=True)

@@ -73,6 +73,38 @@ class HostileCallersIT {
     }
   }
 
+  /**
+   * Chunks scattered on purpose (every other element of a tensor) are refused once the stream
+   * holds 16384 separate ranges, before its heap grows with them; 20,000 one-byte chunks in
+   * order are one range, and load.
+   */
+  @Test
+  void scatteredChunksAreBoundedAndOneByteChunksInOrderLoad() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of());
+        RawStream raw = new RawStream(h.sidecar.port())) {
+      long[] shape = {32770};
+      List<UpdateWeightsRequest> scattered = new ArrayList<>();
+      scattered.add(RawStream.header("scattered", 0, 1));
+      for (long off = 0; off < 2 * 32770; off += 4) {
+        scattered.add(RawStream.chunk("model.norm.weight", "BF16", shape, off, new byte[2]));
+      }
+      Status s = raw.send(scattered, true, false);
+      assertThat(s.getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED);
+      assertThat(s.getDescription()).contains("16385 separate received ranges")
+          .contains("send each tensor's chunks in order");
+
+      List<UpdateWeightsRequest> bytes = new ArrayList<>();
+      bytes.add(RawStream.header("bytewise", 0, 1));
+      for (long off = 0; off < 20_000; off++) {
+        bytes.add(RawStream.chunk("model.norm.weight", "BF16", new long[] {10_000}, off,
+            new byte[1]));
+      }
+      bytes.add(RawStream.commit(1, 20_000));
+      assertThat(raw.send(bytes, true, false).getCode()).isEqualTo(Status.Code.OK);
+      assertThat(h.stagedVersions()).containsExactly("bytewise");
+    }
+  }
+
   /** A stream that sends only a header, or nothing, gives its slot back after header-timeout. */
   @Test
   void aStreamWithoutTensorDataIsEndedAfterTheHeaderTimeout() throws Exception {

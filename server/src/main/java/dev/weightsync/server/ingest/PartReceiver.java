@@ -60,6 +60,12 @@ final class PartReceiver {
   /** Bytes read back at a time to scan a direct tensor whose chunks were cut inside elements. */
   static final int SCAN_WINDOW = 4 << 20;
   static final int MAX_NAME_LENGTH = 1024;
+  /**
+   * Disjoint received ranges a stream may hold across its incomplete tensors (about 100 bytes of
+   * heap each): chunks sent in order are one range per tensor, so only a caller scattering chunks
+   * on purpose comes near it, and its heap stays bounded.
+   */
+  static final int MAX_OPEN_RANGES = 16384;
   static final int MAX_PARTS = 4096;
   /** Bands (or whole tensors) being quantized while the next bytes arrive. */
   static final int QUANTIZE_IN_FLIGHT = 4;
@@ -127,6 +133,8 @@ final class PartReceiver {
   private ShardSet shard;
   private long spoolLength;
   private int open;
+  /** Ranges held by this stream's incomplete tensors, bounded by MAX_OPEN_RANGES. */
+  private int openRanges;
   private long bytesIn;
   /** Bytes counted towards the version's size by this part (given back if the part fails). */
   private long reservedBytes;
@@ -263,9 +271,16 @@ final class PartReceiver {
     if (length == 0 && t.spec.byteLength() != 0) {
       return;
     }
+    int rangesBefore = t.ranges.intervals();
     if (!t.ranges.add(offset, length)) {
       throw invalid("tensor " + t.spec.name() + ": chunk at offset " + offset
           + " overlaps bytes already received");
+    }
+    openRanges += t.ranges.intervals() - rangesBefore;
+    if (openRanges > MAX_OPEN_RANGES) {
+      throw exhausted("tensor " + t.spec.name() + ": chunk at offset " + offset + " leaves "
+          + openRanges + " separate received ranges in this stream's incomplete tensors, over the "
+          + MAX_OPEN_RANGES + " allowed: send each tensor's chunks in order");
     }
     try {
       if (t.direct) {
@@ -565,6 +580,7 @@ final class PartReceiver {
 
   private void complete(Incoming t) throws StatusException {
     t.done = true;
+    openRanges -= t.ranges.intervals();
     t.ranges.clear();
     open--;
     if (t.direct) {
