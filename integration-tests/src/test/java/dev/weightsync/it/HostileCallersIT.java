@@ -145,8 +145,8 @@ class HostileCallersIT {
             assertThat(s.getDescription()).contains("bytes free").contains("reserved by parts")
                 .contains("needs 8388608");
           });
-      // the parts that did fit wait for a retry of the others until the part timeout
-      awaitUsedBelow(fs, 1 << 20);
+      // the parts that did fit wait for a retry of the others until the part timeout (2 s)
+      awaitUsedBelow(fs, 1 << 20, 5);
       assertThat(h.engine.routes()).isEmpty();
       assertThat(h.client.pushParallel("fits", tensors.subList(0, 2), 2).getEngines(0)
           .getOutcome()).isEqualTo(EngineOutcome.LOADED);
@@ -183,7 +183,7 @@ class HostileCallersIT {
       for (int i = 0; i < 12; i++) {
         assertThat(h.client.pushParallel("v" + i, tensors, 2).getEngines(0).getOutcome())
             .isEqualTo(EngineOutcome.LOADED);
-        awaitUsedBelow(fs, version + (1 << 20));
+        awaitUsedBelow(fs, version + (1 << 20), 1); // within a second of being dropped
         assertThat(FileRegionSource.mappedBytes()).as("mapped after version " + i).isZero();
         if (i % 4 == 1) {
           try (RawStream raw = new RawStream(h.sidecar.port())) {
@@ -192,7 +192,7 @@ class HostileCallersIT {
                 RawStream.chunk("model.layers.0.mlp.up_proj.weight", "BF16",
                     new long[] {2048, 2048}, 0, half)), false, true);
           }
-          awaitUsedBelow(fs, version + (1 << 20));
+          awaitUsedBelow(fs, version + (1 << 20), 1);
         }
       }
       try (var list = Files.list(fs.resolve("staging"))) {
@@ -213,10 +213,11 @@ class HostileCallersIT {
     return dir;
   }
 
-  /** Waits (up to 5 s) for the filesystem's used bytes to drop below {@code bytes}. */
-  private static void awaitUsedBelow(Path fs, long bytes) throws Exception {
+  /** Waits (up to {@code seconds}) for the filesystem's used bytes to drop below {@code bytes}. */
+  private static void awaitUsedBelow(Path fs, long bytes, int seconds) throws Exception {
     long used = 0;
-    for (long deadline = System.nanoTime() + 5_000_000_000L; System.nanoTime() < deadline; ) {
+    for (long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        System.nanoTime() < deadline; ) {
       var store = Files.getFileStore(fs);
       used = store.getTotalSpace() - store.getUsableSpace();
       if (used < bytes) {

@@ -85,7 +85,9 @@ class UsageAndRefusalsIT {
         Thread.sleep(50);
       }
       assertThat(Files.readString(log)).contains("warning: no engine configured (--sglang-url)")
-          .contains("weightsync: serving");
+          .contains("weightsync: serving")
+          .contains("(127.0.0.1:")
+          .contains("callers: not authenticated (loopback and Unix sockets only)");
       java.util.regex.Matcher m = java.util.regex.Pattern.compile("serving on port (\\d+)")
           .matcher(Files.readString(log));
       assertThat(m.find()).isTrue();

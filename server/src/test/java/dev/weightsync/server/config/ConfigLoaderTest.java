@@ -29,6 +29,30 @@ class ConfigLoaderTest {
   }
 
   @Test
+  void gRpcListensOnLoopbackAndAnOpenAddressOthersCanReachNeedsAuthOrInsecure(@TempDir Path d)
+      throws Exception {
+    SidecarConfig c = ConfigLoader.load(null, Map.of(), Map.of());
+    assertThat(c.listenAddresses()).extracting(ListenAddress::toString)
+        .containsExactly("127.0.0.1:50051");
+    assertThat(c.stagingReserve()).as("auto").isEqualTo(-1);
+    assertThat(c.headerTimeout()).isEqualTo(Duration.ofSeconds(30));
+    assertThat(c.maxStreamsPerCaller()).isEqualTo(64);
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("listen",
+        List.of("unix:///tmp/x.sock", "0.0.0.0:50051"))))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("listen 0.0.0.0:50051 is reachable from other hosts")
+        .hasMessageContaining("auth-token-file or mutual TLS")
+        .hasMessageContaining("--insecure");
+    assertThat(ConfigLoader.load(null, Map.of("WEIGHTSYNC_LISTEN", "[::1]:1,localhost:2,"
+        + "unix:///tmp/y.sock"), Map.of()).listenAddresses()).hasSize(3);
+    assertThat(ConfigLoader.load(null, Map.of(), Map.of("listen", List.of("0.0.0.0:50051"),
+        "insecure", true)).insecure()).isTrue();
+    Path tokens = Files.writeString(d.resolve("tokens"), "t\n");
+    assertThat(ConfigLoader.load(null, Map.of("WEIGHTSYNC_LISTEN", "0.0.0.0:50051"),
+        Map.of("auth-token-file", tokens.toString())).listenAddresses()).hasSize(1);
+  }
+
+  @Test
   void fileThenEnvironmentThenFlags() throws Exception {
     Path f = tmp.resolve("c.yaml");
     Files.writeString(f, "port: 6000\nformat: int4-group\ngroup-size: 32\nsglang-url: http://a:1\n"
