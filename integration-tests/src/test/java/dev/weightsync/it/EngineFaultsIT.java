@@ -44,7 +44,12 @@ class EngineFaultsIT {
       h.engine.faults(f -> f.slowMillis = 800);
       assertThatThrownBy(() -> h.client.pushFolder(Launcher.golden("bf16"), "1", 0, 1))
           .isInstanceOf(StatusRuntimeException.class).hasMessageContaining("FAILED_");
-      Thread.sleep(2500); // the engine finishes the calls that timed out on our side
+      // the engine finishes the calls that timed out on our side (all sent: the answer came
+      // after the session ended)
+      for (long end = System.nanoTime() + 30_000_000_000L; h.engine.inFlight() > 0; ) {
+        assertThat(System.nanoTime()).as("the engine's slow calls never ended").isLessThan(end);
+        Thread.sleep(10);
+      }
       h.engine.faults(f -> f.slowMillis = 0);
       assertThat(h.client.pushFolder(Launcher.golden("bf16"), "2", 0, 1).getEngines(0)
           .getOutcome()).isEqualTo(EngineOutcome.LOADED);

@@ -58,7 +58,12 @@ class FuzzIT {
           assertThat(s.getDescription()).as("stream %d has no description", i).isNotBlank();
         }
       }
-      Thread.sleep(1500); // let any multi-part version time out
+      // multi-part versions missing parts time out (part-timeout 1s): wait until none is left
+      for (long end = System.nanoTime() + 30_000_000_000L;
+          h.client.status().getInProgressCount() > 0; ) {
+        assertThat(System.nanoTime()).as("versions still in progress").isLessThan(end);
+        Thread.sleep(20);
+      }
       System.out.println("fuzz: " + STREAMS + " streams, statuses " + seen);
       assertThat(h.stagingEntries()).as("leftover temporary folders").allMatch(n -> !n.startsWith("."));
       assertThat(h.engine.routes().stream().filter("/update_weights_from_disk"::equals).count())

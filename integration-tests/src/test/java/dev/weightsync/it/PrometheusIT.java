@@ -133,13 +133,25 @@ class PrometheusIT {
     return result.get(0).get("value").get(1).asDouble();
   }
 
+  /** Waits until Prometheus has stored a scrape of the sidecar taken after {@code millis}. */
+  private static void awaitScrapeAfter(String api, long millis) throws Exception {
+    for (long end = System.nanoTime() + 30_000_000_000L; System.nanoTime() < end; ) {
+      JsonNode result = query(api, "timestamp(up)").at("/data/result");
+      if (result.size() == 1 && result.get(0).get("value").get(1).asDouble() * 1000 > millis) {
+        return;
+      }
+      Thread.sleep(50);
+    }
+    throw new AssertionError("Prometheus stored no scrape after " + millis);
+  }
+
   /** Waits until Prometheus has scraped the last update. */
   private static void awaitValue(String api, String promql, double expected) throws Exception {
     for (int i = 0; i < 300; i++) {
       try {
         JsonNode result = query(api, promql).at("/data/result");
         if (result.size() == 1 && result.get(0).get("value").get(1).asDouble() == expected) {
-          Thread.sleep(1500); // one more scrape, so every series is from after the last update
+          awaitScrapeAfter(api, System.currentTimeMillis()); // every series from after the update
           return;
         }
       } catch (java.io.IOException notYetUp) {

@@ -108,12 +108,32 @@ final class RawStream implements AutoCloseable {
       out.onNext(m);
     }
     if (cancel) {
-      Thread.sleep(300); // let the messages arrive, then hang up
+      // hang up once the sidecar has the part open, and return once it has discarded it
+      String version = messages.stream().filter(UpdateWeightsRequest::hasHeader).findFirst()
+          .orElseThrow(() -> new IllegalArgumentException("a cancelled stream needs a header"))
+          .getHeader().getWeightVersion();
+      awaitInProgress(version, true);
       call.cancel("the trainer went away", null);
+      awaitInProgress(version, false);
     } else if (complete) {
       out.onCompleted();
     }
     return replies.await().status();
+  }
+
+  /** Waits (up to 10 s) until the sidecar's status lists {@code version} in progress, or not. */
+  void awaitInProgress(String version, boolean listed) throws InterruptedException {
+    var status = WeightSyncGrpc.newBlockingStub(channel);
+    for (long end = System.nanoTime() + 10_000_000_000L; System.nanoTime() < end; ) {
+      boolean in = status.getStatus(dev.weightsync.proto.v1.GetStatusRequest.getDefaultInstance())
+          .getInProgressList().stream().anyMatch(p -> p.getWeightVersion().equals(version));
+      if (in == listed) {
+        return;
+      }
+      Thread.sleep(10);
+    }
+    throw new AssertionError("version " + version + (listed ? " never showed" : " still shows")
+        + " in the sidecar's status");
   }
 
   @Override

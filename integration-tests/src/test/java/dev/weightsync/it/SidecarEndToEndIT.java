@@ -69,8 +69,9 @@ class SidecarEndToEndIT {
       }
       CompletableFuture<UpdateWeightsResponse> first =
           CompletableFuture.supplyAsync(() -> push(h.client, "7", 0, a));
-      Thread.sleep(300);
-      assertThat(h.engine.routes()).isEmpty(); // part 1 has not arrived: nothing reaches the engine
+      awaitCommitted(h, "7", 0);
+      // part 0 is in and committed, part 1 has not arrived: nothing reaches the engine
+      assertThat(h.engine.routes()).isEmpty();
       UpdateWeightsResponse r1 = push(second, "7", 1, b);
       UpdateWeightsResponse r0 = first.get();
       assertThat(r0.getStagedPath()).isEqualTo(r1.getStagedPath());
@@ -137,5 +138,17 @@ class SidecarEndToEndIT {
       assertThat(Launcher.compare(Launcher.golden("fp8_ue8m0"), Path.of(r.getStagedPath())).exitCode())
           .isZero();
     }
+  }
+
+  /** Waits (up to 30 s) until the sidecar's status shows {@code part} of {@code version} committed. */
+  private static void awaitCommitted(SidecarHarness h, String version, int part) throws Exception {
+    for (long end = System.nanoTime() + 30_000_000_000L; System.nanoTime() < end; ) {
+      if (h.client.status().getInProgressList().stream().anyMatch(p ->
+          p.getWeightVersion().equals(version) && p.getPartsCommittedList().contains(part))) {
+        return;
+      }
+      Thread.sleep(10);
+    }
+    throw new AssertionError("part " + part + " of " + version + " never showed committed");
   }
 }
