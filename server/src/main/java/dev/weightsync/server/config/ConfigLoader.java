@@ -27,58 +27,25 @@ import java.util.Map;
 public final class ConfigLoader {
   private ConfigLoader() {}
 
-  /** Every key with its default (documented in the README). */
-  public static final String DEFAULTS = """
-      port: 50051
-      listen: []
-      metrics-port: 9464
-      format: null
-      group-size: null
-      quantization-config: null
-      staging-dir: /dev/shm/weightsync
-      sglang-url: []
-      sglang-admin-key: null
-      sglang-admin-key-file: null
-      part-timeout: 300s
-      keep-versions: 2
-      threads: 0
-      pause-mode: abort
-      resume-after-failed-load: false
-      engine-timeout: 600s
-      engine-retries: 2
-      engine-backoff: 200ms
-      max-open-tensors: 4
-      shutdown-grace: 30s
-      device: auto
-      gpu-failure: cpu
-      gpu-slots: 4
-      auth-token-file: null
-      role: both
-      relay-to: []
-      relay-token-file: null
-      policy: all
-      quorum: 0.5
-      tls-cert: null
-      tls-key: null
-      tls-client-ca: null
-      tls-reload: 60s
-      relay-tls-ca: null
-      relay-tls-cert: null
-      relay-tls-key: null
-      max-tensor-bytes: 64GiB
-      max-version-bytes: 4TiB
-      max-tensors: 1000000
-      max-streams: 256
-      max-streams-per-caller: 64
-      header-timeout: 30s
-      staging-reserve: auto
-      insecure: false
-      staging-mode: "0750"
-      staging-group: null
-      """;
+  /** Every key with its default ({@link ConfigSchema}); lists empty, keys without one null. */
+  static ObjectNode defaults() {
+    ObjectNode node = YAML.createObjectNode();
+    for (ConfigSchema.Key k : ConfigSchema.KEYS) {
+      if (k.kind() == ConfigSchema.Kind.LIST) {
+        node.putArray(k.name());
+      } else if (k.defaultValue() == null) {
+        node.putNull(k.name());
+      } else {
+        node.put(k.name(), k.defaultValue()); // read as the environment's text is
+      }
+    }
+    return node;
+  }
 
-  /** Keys that may be given several times and form a list. */
-  private static final List<String> LIST_KEYS = List.of("sglang-url", "relay-to", "listen");
+  private static boolean isList(String key) {
+    ConfigSchema.Key k = ConfigSchema.get(key);
+    return k != null && k.kind() == ConfigSchema.Kind.LIST;
+  }
 
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory())
       .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
@@ -104,7 +71,7 @@ public final class ConfigLoader {
    */
   public static SidecarConfig load(Path file, Map<String, String> env, Map<String, Object> flags)
       throws IOException {
-    ObjectNode node = (ObjectNode) YAML.readTree(DEFAULTS);
+    ObjectNode node = defaults();
     Map<String, String> origin = new java.util.HashMap<>(); // key -> where its value came from
     if (file != null) {
       JsonNode fromFile;
@@ -128,7 +95,7 @@ public final class ConfigLoader {
       if (value != null) {
         origin.put(key, "from " + "WEIGHTSYNC_" + key.toUpperCase(Locale.ROOT).replace('-', '_')
             + "=" + value);
-        if (LIST_KEYS.contains(key)) {
+        if (isList(key)) {
           ArrayNode a = fromEnv.putArray(key);
           for (String v : value.split(",")) {
             if (!v.isBlank()) {
@@ -167,7 +134,7 @@ public final class ConfigLoader {
             + "' (known: " + String.join(", ", iterable(into.fieldNames())) + ")");
       }
       JsonNode v = kv.getValue();
-      if (LIST_KEYS.contains(kv.getKey()) && v.isTextual()) {
+      if (isList(kv.getKey()) && v.isTextual()) {
         v = YAML.createArrayNode().add(v.asText());
       }
       into.set(kv.getKey(), v);

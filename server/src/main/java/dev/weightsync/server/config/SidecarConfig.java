@@ -6,6 +6,7 @@ import dev.weightsync.core.quant.Format;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -237,27 +238,35 @@ public record SidecarConfig(
         stagingGroup);
   }
 
+  /**
+   * Every key as {@code key=value}, in {@link ConfigSchema}'s order and in the flags' units
+   * (durations in s or ms, byte sizes in bytes); secrets say only "(set)".
+   */
   @Override
   public String toString() {
-    // The admin key never reaches a log line.
-    return "SidecarConfig[port=" + port + ", listen=" + listen + ", metrics-port=" + metricsPort + ", format=" + format
-        + ", group-size=" + groupSize + ", quantization-config=" + quantizationConfig
-        + ", staging-dir=" + stagingDir + ", sglang-url=" + sglangUrls
-        + ", sglang-admin-key=" + (sglangAdminKey == null && sglangAdminKeyFile == null ? "none" : "(set)")
-        + ", part-timeout=" + partTimeout + ", keep-versions=" + keepVersions
-        + ", threads=" + threads + ", pause-mode=" + pauseMode
-        + ", resume-after-failed-load=" + resumeAfterFailedLoad + ", engine-timeout=" + engineTimeout
-        + ", engine-retries=" + engineRetries + ", engine-backoff=" + engineBackoff + ", max-open-tensors=" + maxOpenTensors + ", shutdown-grace=" + shutdownGrace + ", device=" + device + ", gpu-failure=" + gpuFailure + ", gpu-slots=" + gpuSlots + ", auth-token-file=" + authTokenFile
-        + ", role=" + role + ", relay-to=" + relayTo + ", relay-token-file=" + relayTokenFile
-        + ", policy=" + policy + ", quorum=" + quorum + ", tls-cert=" + tlsCert
-        + ", tls-key=" + tlsKey + ", tls-client-ca=" + tlsClientCa + ", tls-reload=" + tlsReload
-        + ", relay-tls-ca=" + relayTlsCa + ", relay-tls-cert=" + relayTlsCert
-        + ", relay-tls-key=" + relayTlsKey + ", max-tensor-bytes=" + maxTensorBytes
-        + ", max-version-bytes=" + maxVersionBytes + ", max-tensors=" + maxTensors
-        + ", max-streams=" + maxStreams + ", max-streams-per-caller=" + maxStreamsPerCaller
-        + ", header-timeout=" + headerTimeout
-        + ", staging-reserve=" + (stagingReserve < 0 ? "auto" : stagingReserve)
-        + ", insecure=" + insecure
-        + ", staging-mode=" + stagingMode + ", staging-group=" + stagingGroup + "]";
+    Map<String, Object> values = new java.util.HashMap<>();
+    for (java.lang.reflect.RecordComponent c : SidecarConfig.class.getRecordComponents()) {
+      try {
+        values.put(c.getAccessor().getAnnotation(JsonProperty.class).value(),
+            c.getAccessor().invoke(this));
+      } catch (ReflectiveOperationException e) {
+        throw new IllegalStateException(e);
+      }
+    }
+    StringBuilder b = new StringBuilder("SidecarConfig[");
+    for (ConfigSchema.Key k : ConfigSchema.KEYS) {
+      Object v = values.get(k.name());
+      b.append(b.length() > "SidecarConfig[".length() ? ", " : "").append(k.name()).append('=');
+      if (k.secret() || (k.name().equals("sglang-admin-key") && sglangAdminKeyFile != null)) {
+        b.append(v == null && sglangAdminKeyFile == null ? "none" : "(set)");
+      } else if (v instanceof Duration d) {
+        b.append(d.toMillis() % 1000 == 0 ? d.toSeconds() + "s" : d.toMillis() + "ms");
+      } else if (v instanceof Long n && n == -1 && "auto".equals(k.defaultValue())) {
+        b.append("auto");
+      } else {
+        b.append(v == null ? "none" : v);
+      }
+    }
+    return b.append(']').toString();
   }
 }
