@@ -109,16 +109,35 @@ final class RawStream implements AutoCloseable {
     }
     if (cancel) {
       // hang up once the sidecar has the part open, and return once it has discarded it
+      // (without a header nothing can be staged: it is cancelled at once)
       String version = messages.stream().filter(UpdateWeightsRequest::hasHeader).findFirst()
-          .orElseThrow(() -> new IllegalArgumentException("a cancelled stream needs a header"))
-          .getHeader().getWeightVersion();
-      awaitInProgress(version, true);
+          .map(m -> m.getHeader().getWeightVersion()).orElse(null);
+      if (version != null) {
+        awaitOpened(version, replies.done); // or refused already (a fuzzed header)
+      }
       call.cancel("the trainer went away", null);
-      awaitInProgress(version, false);
+      if (version != null) {
+        awaitInProgress(version, false);
+      }
     } else if (complete) {
       out.onCompleted();
     }
     return replies.await().status();
+  }
+
+  /** Waits (up to 10 s) until the sidecar lists {@code version} in progress or the call ended. */
+  private void awaitOpened(String version, CompletableFuture<Status> ended)
+      throws InterruptedException {
+    var status = WeightSyncGrpc.newBlockingStub(channel);
+    for (long end = System.nanoTime() + 10_000_000_000L; System.nanoTime() < end; ) {
+      if (ended.isDone() || status.getStatus(
+          dev.weightsync.proto.v1.GetStatusRequest.getDefaultInstance()).getInProgressList()
+          .stream().anyMatch(p -> p.getWeightVersion().equals(version))) {
+        return;
+      }
+      Thread.sleep(10);
+    }
+    throw new AssertionError("version " + version + " never showed in the sidecar's status");
   }
 
   /** Waits (up to 10 s) until the sidecar's status lists {@code version} in progress, or not. */

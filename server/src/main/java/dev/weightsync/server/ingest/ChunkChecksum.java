@@ -28,7 +28,7 @@ enum ChunkChecksum {
     String named = h.getOptionsOrDefault(OPTION, null);
     if (legacy != null && !legacy.equals("on") && !legacy.equals("off")) {
       throw invalid("header option " + LEGACY_OPTION + " must be on or off, not '"
-          + PartReceiver.printable(legacy) + "'");
+          + Refusals.printable(legacy) + "'");
     }
     if (legacy != null && named != null) {
       throw invalid("the header sets both " + OPTION + " and " + LEGACY_OPTION + "; send "
@@ -42,7 +42,7 @@ enum ChunkChecksum {
       case "crc32" -> CRC32;
       case "off" -> OFF;
       default -> throw invalid("header option " + OPTION + " must be crc32c, crc32 or off, not '"
-          + PartReceiver.printable(named) + "'");
+          + Refusals.printable(named) + "'");
     };
   }
 

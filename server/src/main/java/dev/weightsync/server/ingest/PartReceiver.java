@@ -1,7 +1,11 @@
 package dev.weightsync.server.ingest;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
+import static dev.weightsync.server.ingest.Refusals.checkName;
+import static dev.weightsync.server.ingest.Refusals.dtype;
+import static dev.weightsync.server.ingest.Refusals.exhausted;
+import static dev.weightsync.server.ingest.Refusals.invalid;
+import static dev.weightsync.server.ingest.Refusals.printable;
+
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.core.quant.AlreadyQuantized;
 import dev.weightsync.core.quant.Format;
@@ -14,16 +18,13 @@ import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.core.tensor.DType;
-import dev.weightsync.core.tensor.FileRegionSource;
 import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.proto.v1.Commit;
 import dev.weightsync.proto.v1.CudaBucket;
-import dev.weightsync.proto.v1.CudaTensor;
 import dev.weightsync.proto.v1.Header;
 import dev.weightsync.proto.v1.TensorChunk;
 import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.metrics.SyncMetrics;
-import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.stage.ShardSet;
 import dev.weightsync.server.stage.ShardSpool;
@@ -32,10 +33,6 @@ import io.grpc.Status;
 import io.grpc.StatusException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -43,8 +40,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.regex.Pattern;
 
 /**
  * Receives one part of one version from one stream: validates every message, assembles tensors in
@@ -53,20 +48,22 @@ import java.util.regex.Pattern;
  * tensor need not wait for the rest of it), and writes the result straight into the part's shard.
  *
  * <p>Not thread-safe: the service calls it from one sequential executor per stream.
+ *
+ * <p>Why this file is long: it is one state machine, a part's tensors from the header to the
+ * commit, and its steps share that state. What stands apart has moved out: {@link PartHeader},
+ * {@link Refusals}, {@link TensorSpool}, {@link BucketIntake}, {@link ByteRanges}.
  */
 final class PartReceiver {
 
   static final int MAX_CHUNK_BYTES = 4 << 20;
   /** Bytes read back at a time to scan a direct tensor whose chunks were cut inside elements. */
   static final int SCAN_WINDOW = 4 << 20;
-  static final int MAX_NAME_LENGTH = 1024;
   /**
    * Disjoint received ranges a stream may hold across its incomplete tensors (about 100 bytes of
    * heap each): chunks sent in order are one range per tensor, so only a caller scattering chunks
    * on purpose comes near it, and its heap stays bounded.
    */
   static final int MAX_OPEN_RANGES = 16384;
-  static final int MAX_PARTS = 4096;
   /** Bands (or whole tensors) being quantized while the next bytes arrive. */
   static final int QUANTIZE_IN_FLIGHT = 4;
   /**
@@ -74,13 +71,6 @@ final class PartReceiver {
    * enough that a GPU call is mostly transfer and kernel, small enough to start early.
    */
   static final long BAND_BYTES = 16 << 20;
-  /**
-   * Files a part's outputs are spread over once it sends CUDA buckets: the GPU's slots copy
-   * results out side by side, and one file would serialize them (see ShardSet).
-   */
-  static final int BUCKET_SHARD_FILES = 8;
-  /** A version names a staged folder: never "." or "..", nor a hidden (temporary) name. */
-  private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}");
 
   /** A tensor whose bytes are arriving. */
   private static final class Incoming {
@@ -123,24 +113,18 @@ final class PartReceiver {
   private VersionCoordinator.Part part;
   /** What a header that was refused asked for, for log lines (the part is null then). */
   private String refusedHeader;
-  private FileChannel spool;
-  private Path spoolPath;
-  /** Bytes written into the spool, read by the staging ledger from other streams' threads. */
-  private final AtomicLong spooled = new AtomicLong();
+  private TensorSpool spool;
   private final StagingSpace space;
   /** This part's share of the staging ledger, from the header to commit or discard. */
   private StagingSpace.Reservation room;
   private ShardSet shard;
-  private long spoolLength;
   private int open;
   /** Ranges held by this stream's incomplete tensors, bounded by MAX_OPEN_RANGES. */
   private int openRanges;
   private long bytesIn;
   /** Bytes counted towards the version's size by this part (given back if the part fails). */
   private long reservedBytes;
-  private static final ObjectMapper JSON = new ObjectMapper();
   private final String role;
-  private final boolean acceptsRelayed;
   private boolean relayed;
   private ObjectNode relayedConfig;
   /** Tensors being quantized while the next ones arrive (a GPU overlaps them). */
@@ -148,11 +132,8 @@ final class PartReceiver {
   /** What the header declared its chunks' checksum to be. */
   private ChunkChecksum checksum = ChunkChecksum.CRC32C;
   private final Quantizer quantizer;
-  /** CUDA buckets received so far, and the statistics of their tensors. */
-  private int buckets;
-  private QuantError bucketError = QuantError.NONE;
-  /** The trainer's allocations this part has mapped; closed when the part ends either way. */
-  private CudaIpcReader.Session ipc;
+  /** The part's CUDA buckets, once one arrives. */
+  private BucketIntake buckets;
   private double quantizeSeconds;
 
   /**
@@ -163,7 +144,6 @@ final class PartReceiver {
       IngestLimits limits, StagingSpace space, SyncMetrics metrics, String role) {
     this.space = space;
     this.role = role;
-    this.acceptsRelayed = role.equals("engine");
     this.metrics = metrics;
     this.coordinator = coordinator;
     this.selector = selector;
@@ -194,49 +174,19 @@ final class PartReceiver {
     if (part != null) {
       throw invalid("a second header arrived on the stream of " + describe());
     }
-    if (!VERSION.matcher(h.getWeightVersion()).matches()) {
-      throw invalid("weight_version '" + printable(h.getWeightVersion())
-          + "' must be 1-128 characters of A-Z a-z 0-9 . _ - and must not start with '.'");
-    }
-    // uint32 fields arrive as Java ints: compare unsigned so that 2^31 and above are refused.
-    int count = h.getPartCount() == 0 ? 1 : h.getPartCount();
-    if (Integer.compareUnsigned(count, MAX_PARTS) > 0) {
-      throw invalid("part_count " + Integer.toUnsignedString(count) + " exceeds " + MAX_PARTS);
-    }
-    if (Integer.compareUnsigned(h.getPartIndex(), count) >= 0) {
-      throw invalid("part_index " + Integer.toUnsignedString(h.getPartIndex())
-          + " is not below part_count " + count);
-    }
-    checksum = ChunkChecksum.of(h);
-    switch (h.getPayload()) {
-      case PAYLOAD_SOURCE -> {
-        if (h.getFormat() != dev.weightsync.proto.v1.Format.FORMAT_UNSPECIFIED
-            && h.getFormat() != serverFormat) {
-          throw Status.FAILED_PRECONDITION.withDescription("the header asks for " + h.getFormat()
-              + " but this sidecar serves " + serverFormat + " (configured with --format)")
-              .asException();
-        }
-      }
-      case PAYLOAD_QUANTIZED -> {
-        if (!acceptsRelayed) {
-          throw Status.FAILED_PRECONDITION.withDescription("this sidecar (role " + role
-              + ") quantizes source weights itself; already-quantized parts go to engine-side"
-              + " sidecars (--role engine)").asException();
-        }
-        relayed = true;
-        relayedConfig = parseRelayedConfig(h.getQuantizationConfigJson());
-      }
-      default -> throw invalid("unknown payload kind " + h.getPayloadValue());
-    }
-    part = coordinator.open(h.getWeightVersion(), h.getPartIndex(), count);
+    PartHeader header = PartHeader.validate(h, serverFormat, role);
+    checksum = header.checksum();
+    relayed = header.relayed();
+    relayedConfig = header.relayedConfig();
+    int count = header.count();
+    part = coordinator.open(header.version(), header.index(), count);
     try {
       String base = String.format("model-%05d-of-%05d", part.index() + 1, count);
-      spoolPath = part.directory().resolve("." + base + ".incoming");
-      spool = FileChannel.open(spoolPath, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
-          StandardOpenOption.WRITE);
+      spool = new TensorSpool(part.directory().resolve("." + base + ".incoming"));
       shard = new ShardSet(part.directory(), base);
       ShardSet staged = shard;
-      room = space.open(() -> spooled.get() + staged.written());
+      TensorSpool spooled = spool;
+      room = space.open(() -> spooled.written() + staged.written());
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot create staging files: " + e.getMessage())
           .asException();
@@ -286,12 +236,7 @@ final class PartReceiver {
       if (t.direct) {
         stage(t, offset, length, pieces);
       } else {
-        spool.position(t.spoolStart + offset); // only this stream writes the spool
-        ByteBuffer[] data = pieces.toArray(ByteBuffer[]::new);
-        for (long left = length; left > 0; ) {
-          left -= spool.write(data);
-        }
-        spooled.addAndGet(length);
+        spool.write(t.spoolStart + offset, pieces, length);
       }
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot " + (t.direct ? "stage" : "spool")
@@ -363,8 +308,7 @@ final class PartReceiver {
     long first = t.rowsStarted;
     t.rowsStarted += rows;
     submit(() -> quantizing.submit(t.plan, RowBand.of(t.plan, first, rows),
-        FileRegionSource.of(spool, t.spoolStart + first * rowBytes, rows * rowBytes,
-            t.spec.name()), shard));
+        spool.source(t.spoolStart + first * rowBytes, rows * rowBytes, t.spec.name()), shard));
   }
 
   /** Work handed to the quantizer queue, which may first wait for earlier work to finish. */
@@ -397,34 +341,6 @@ final class PartReceiver {
           + " but earlier chunks said " + t.spec.dtype() + Arrays.toString(t.spec.shape()));
     }
     return t;
-  }
-
-  private static DType dtype(String tensor, String name) throws StatusException {
-    try {
-      return DType.parse(name);
-    } catch (IllegalArgumentException e) {
-      throw invalid("tensor " + printable(tensor) + ": unknown dtype '" + printable(name)
-          + "' (known: " + Arrays.stream(DType.values()).map(Enum::name)
-              .collect(java.util.stream.Collectors.joining(", ")) + ")");
-    }
-  }
-
-  /**
-   * A tensor name becomes a key of the staged safetensors header and appears in errors and logs:
-   * 1-1024 characters, no control characters, and never {@code __metadata__}, the header's own
-   * key (a tensor of that name would make the staged file unreadable).
-   */
-  private static void checkName(String name) throws StatusException {
-    if (name.isEmpty() || name.length() > MAX_NAME_LENGTH) {
-      throw invalid("tensor names must be 1-" + MAX_NAME_LENGTH + " characters; '"
-          + printable(name) + "' has " + name.length());
-    }
-    if (name.equals("__metadata__")) {
-      throw invalid("__metadata__ is the safetensors header's own key, not a tensor name");
-    }
-    if (name.chars().anyMatch(ch -> ch < 0x20 || ch == 0x7F)) {
-      throw invalid("tensor name '" + printable(name) + "' holds control characters");
-    }
   }
 
   /**
@@ -475,12 +391,10 @@ final class PartReceiver {
     reserveRoom(spec, plan, spooled && !direct);
     shard.allocate(plan.outputs());
     plans.add(plan);
-    Incoming t = new Incoming(spec, plan, direct, spoolLength);
+    Incoming t = new Incoming(spec, plan, direct,
+        spooled && !direct ? spool.allocate(spec.byteLength()) : 0);
     if (spooled) {
       open++;
-    }
-    if (spooled && !direct) {
-      spoolLength += spec.byteLength();
     }
     tensors.put(name, t);
     bytesIn += spec.byteLength();
@@ -491,8 +405,8 @@ final class PartReceiver {
   }
 
   /**
-   * A CUDA IPC bucket: its tensors are quantized straight from the trainer's GPU memory, and the
-   * handle is closed, before this returns (the trainer may then reuse the memory).
+   * A CUDA IPC bucket: its tensors are quantized straight from the trainer's GPU memory before
+   * this returns (the trainer may then reuse the memory).
    */
   void bucket(CudaBucket b) throws StatusException {
     requireHeader("a CUDA bucket");
@@ -501,81 +415,19 @@ final class PartReceiver {
       throw invalid("CUDA buckets carry source weights; a relayed (already quantized) part sends"
           + " its bytes in chunks");
     }
-    if (b.getIndex() != buckets) {
-      throw invalid("CUDA bucket " + Integer.toUnsignedString(b.getIndex()) + " arrived where"
-          + " bucket " + buckets + " was due (number them 0, 1, 2... in sending order)");
+    if (buckets == null) {
+      buckets = new BucketIntake(quantizer, shard, this::reserve);
     }
-    if (b.getIpcHandle().size() != CudaIpcReader.HANDLE_BYTES) {
-      throw invalid("CUDA bucket " + b.getIndex() + ": ipc_handle has " + b.getIpcHandle().size()
-          + " bytes; a cudaIpcMemHandle_t has " + CudaIpcReader.HANDLE_BYTES);
-    }
-    if (b.getTensorsCount() == 0) {
-      throw invalid("CUDA bucket " + b.getIndex() + " holds no tensors");
-    }
-    long length = b.getByteLength();
-    List<CudaIpcReader.BucketTensor> refs = new ArrayList<>();
-    ByteRanges used = new ByteRanges();
-    for (CudaTensor c : b.getTensorsList()) {
+    long bytes = buckets.take(b, c -> {
       if (tensors.containsKey(c.getName())) {
         throw invalid("tensor " + c.getName() + " is sent twice in " + describe());
       }
       Incoming t = declare(c.getName(), c.getDtype(), c.getShapeList(), false);
-      long offset = c.getOffset();
-      long end = offset + t.spec.byteLength();
-      if (offset < 0 || end > length || end < offset) {
-        throw invalid("tensor " + c.getName() + ": [" + offset + ", " + end + ") lies outside"
-            + " CUDA bucket " + b.getIndex() + " of " + length + " bytes");
-      }
-      if (!used.add(offset, t.spec.byteLength())) {
-        throw invalid("tensor " + c.getName() + " overlaps another tensor of CUDA bucket "
-            + b.getIndex());
-      }
       t.received = t.spec.byteLength();
       t.done = true;
-      refs.add(new CudaIpcReader.BucketTensor(t.plan, offset));
-    }
-    // A malformed bucket is refused as such above; a well-formed one may still not be readable.
-    CudaIpcReader reader = CudaIpcReader.of(quantizer);
-    if (reader == null) {
-      throw Status.FAILED_PRECONDITION.withDescription("this sidecar quantizes on "
-          + quantizer.device() + " and cannot read GPU memory by CUDA IPC handle; send the"
-          + " weights as bytes (weightsync_client.push, or TensorChunk data)").asException();
-    }
-    if (!sameGpu(b.getGpuUuid(), reader.gpuUuid())) {
-      throw Status.FAILED_PRECONDITION.withDescription("CUDA bucket " + b.getIndex() + " is on "
-          + printable(b.getGpuUuid()) + " but this sidecar runs on " + reader.gpuUuid()
-          + "; send the weights as bytes, or to a sidecar on that GPU").asException();
-    }
-    buckets++;
-    long start = System.nanoTime();
-    try {
-      if (ipc == null) {
-        reserve("the headers of " + (BUCKET_SHARD_FILES - 1) + " more staged shards",
-            (BUCKET_SHARD_FILES - 1) * ShardSet.FILE_OVERHEAD);
-        ipc = reader.openSession();
-        shard.spread(BUCKET_SHARD_FILES);
-      }
-      QuantError e = ipc.quantizeBucket(b.getIpcHandle().toByteArray(), b.getHandleOffset(),
-          length, refs, shard);
-      bucketError = bucketError.plus(e);
-    } catch (IllegalArgumentException e) { // a NaN, a refused handle, a bucket out of range
-      throw invalid("CUDA bucket " + b.getIndex() + ": " + e.getMessage());
-    } catch (IOException | RuntimeException e) {
-      throw Status.INTERNAL.withDescription("CUDA bucket " + b.getIndex() + ": reading it on the"
-          + " GPU failed: " + e.getMessage()).withCause(e).asException();
-    }
-    quantizeSeconds += (System.nanoTime() - start) / 1e9;
-    metrics.bytesReceived(refs.stream().mapToLong(r -> r.plan().input().byteLength()).sum());
-  }
-
-  /** Whether two CUDA device UUIDs name the same GPU ("GPU-" prefix and case aside). */
-  static boolean sameGpu(String a, String b) {
-    return strip(a).equalsIgnoreCase(strip(b));
-  }
-
-  private static String strip(String uuid) {
-    String u = uuid.trim();
-    return u.regionMatches(true, 0, "GPU-", 0, 4) ? u.substring(4) : u;
+      return t.plan;
+    });
+    metrics.bytesReceived(bytes);
   }
 
   private void complete(Incoming t) throws StatusException {
@@ -602,7 +454,7 @@ final class PartReceiver {
       return;
     }
     submit(() -> quantizing.submit(t.plan,
-        FileRegionSource.of(spool, t.spoolStart, t.spec.byteLength(), t.spec.name()), shard));
+        spool.source(t.spoolStart, t.spec.byteLength(), t.spec.name()), shard));
   }
 
   private static StatusException quantizingFailed(Exception e) {
@@ -635,7 +487,11 @@ final class PartReceiver {
     QuantError error;
     long start = System.nanoTime();
     try {
-      error = quantizing.finish().plus(bucketError);
+      error = quantizing.finish();
+      if (buckets != null) {
+        error = error.plus(buckets.error());
+        quantizeSeconds += buckets.seconds();
+      }
     } catch (NonFiniteWeightException e) {
       throw invalid(e.getMessage());
     } catch (IOException | RuntimeException e) {
@@ -647,7 +503,6 @@ final class PartReceiver {
     try {
       shards = shard.finish();
       spool.close();
-      Files.deleteIfExists(spoolPath);
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot finish the staged shard: " + e.getMessage())
           .asException();
@@ -658,9 +513,8 @@ final class PartReceiver {
   }
 
   private void closeIpc() {
-    if (ipc != null) {
-      ipc.close();
-      ipc = null;
+    if (buckets != null) {
+      buckets.close();
     }
   }
 
@@ -682,7 +536,6 @@ final class PartReceiver {
     try {
       if (spool != null) {
         spool.close();
-        Files.deleteIfExists(spoolPath);
       }
       if (shard != null) {
         shard.delete();
@@ -693,28 +546,6 @@ final class PartReceiver {
     if (part != null) {
       part.fail(claimed, reservedBytes);
     }
-  }
-
-  /**
-   * Caller-supplied text made safe for a status message and one log line: control characters
-   * escaped, and clipped just beyond the longest legal value (a tensor name's 1024 characters),
-   * so a legal name is shown whole and a hostile megabyte never is.
-   */
-  static String printable(String text) {
-    StringBuilder b = new StringBuilder();
-    for (int i = 0; i < text.length(); ) {
-      if (b.length() > MAX_NAME_LENGTH) {
-        return b + "...";
-      }
-      int c = text.codePointAt(i);
-      i += Character.charCount(c);
-      if (c < 0x20 || c == 0x7F) {
-        b.append(String.format("\\x%02x", c));
-      } else {
-        b.appendCodePoint(c);
-      }
-    }
-    return b.toString();
   }
 
   private void checkTensorSize(TensorSpec spec) throws StatusException {
@@ -749,25 +580,6 @@ final class PartReceiver {
     }
   }
 
-  private static StatusException exhausted(String message) {
-    return Status.RESOURCE_EXHAUSTED.withDescription(message).asException();
-  }
-
-  private static ObjectNode parseRelayedConfig(String json) throws StatusException {
-    if (json.isEmpty()) {
-      return null; // an unquantized (bf16) relay
-    }
-    try {
-      JsonNode n = JSON.readTree(json);
-      if (n instanceof ObjectNode o) {
-        return o;
-      }
-    } catch (IOException e) {
-      // reported below
-    }
-    throw invalid("quantization_config_json of a relayed part must be a JSON object");
-  }
-
   private void requireHeader(String what) throws StatusException {
     if (part == null) {
       throw invalid(what + " arrived before the header");
@@ -781,7 +593,4 @@ final class PartReceiver {
     }
   }
 
-  private static StatusException invalid(String message) {
-    return Status.INVALID_ARGUMENT.withDescription(message).asException();
-  }
 }

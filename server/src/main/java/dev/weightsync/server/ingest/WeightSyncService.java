@@ -259,7 +259,7 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
         .map(e -> (dev.weightsync.server.engine.SglangAdapter) e).findFirst().orElse(null);
     if (engine == null) {
       responses.onError(io.grpc.Status.NOT_FOUND.withDescription("no engine '"
-          + PartReceiver.printable(name) + "' here; engines: "
+          + Refusals.printable(name) + "' here; engines: "
           + coordinator.engines().stream().map(EngineAdapter::name).toList()).asException());
       return;
     }

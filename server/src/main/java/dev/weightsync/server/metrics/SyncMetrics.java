@@ -4,7 +4,6 @@ import dev.weightsync.server.engine.EngineOutcome;
 import dev.weightsync.server.engine.EngineResult;
 import dev.weightsync.server.pipeline.VersionOutcome;
 import io.micrometer.core.instrument.Counter;
-import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
