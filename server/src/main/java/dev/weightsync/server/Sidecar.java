@@ -32,7 +32,9 @@ import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
 import io.micrometer.core.instrument.binder.system.UptimeMetrics;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import dev.weightsync.server.pipeline.PipelineClock;
 import dev.weightsync.server.pipeline.VersionCoordinator;
+import dev.weightsync.server.pipeline.VersionDelivery;
 import dev.weightsync.server.quant.CudaIpcReader;
 import dev.weightsync.server.quant.Quantizers;
 import dev.weightsync.server.security.BearerTokenInterceptor;
@@ -138,8 +140,10 @@ public final class Sidecar implements AutoCloseable {
           config.gpuSlots());
     }
     this.quantizer = choice.quantizer();
-    this.coordinator = new VersionCoordinator(staging, scheme, baseConfig, deliverTo,
-        config.partTimeout(), DeliveryPolicy.of(config.policy(), config.quorum()), trainerSide);
+    PipelineClock clock = PipelineClock.system();
+    this.coordinator = new VersionCoordinator(staging, new VersionDelivery(staging, scheme,
+        baseConfig, deliverTo, DeliveryPolicy.of(config.policy(), config.quorum()), clock),
+        config.partTimeout(), trainerSide, clock);
     AtomicInteger n = new AtomicInteger();
     this.workers = Executors.newFixedThreadPool(Math.max(4, config.effectiveThreads() * 2), r -> {
       Thread t = new Thread(r, "weightsync-ingest-" + n.incrementAndGet());
@@ -155,7 +159,7 @@ public final class Sidecar implements AutoCloseable {
     new UptimeMetrics().bindTo(registry);
     this.metrics = new SyncMetrics(registry, quantizer.device(), coordinator::inFlight,
         this::stagingBytes);
-    coordinator.metrics(metrics);
+    coordinator.events(metrics);
     for (EngineAdapter e : engines) {
       metrics.engineState(e.name(),
           () -> unreachable.contains(e.name()) ? EngineState.UNREACHABLE : e.state().state());

@@ -182,26 +182,20 @@ public final class CheckpointConverter {
     }
   }
 
-  /** Deletes a folder and everything under it; quiet when it is already gone. */
+  /**
+   * Deletes a folder and everything under it; quiet when it is already gone. Nothing may write
+   * into the folder meanwhile (the sidecar's version folders see to that: {@code VersionFolder}).
+   */
   public static void deleteTree(Path root) throws IOException {
-    for (int attempt = 1; ; attempt++) {
-      try {
-        if (!Files.exists(root)) {
-          return;
-        }
-        try (var s = Files.walk(root)) {
-          for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
-            Files.deleteIfExists(p);
-          }
-        }
-        return;
-      } catch (java.io.UncheckedIOException | java.nio.file.DirectoryNotEmptyException e) {
-        // Another thread removed a file while the walk listed it, or added one before the folder
-        // went (a sidecar part discarding itself as its version times out): walk again.
-        if (attempt == 3) {
-          throw e instanceof java.io.UncheckedIOException u ? u.getCause() : (IOException) e;
-        }
+    if (!Files.exists(root)) {
+      return;
+    }
+    try (var s = Files.walk(root)) {
+      for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        Files.deleteIfExists(p);
       }
+    } catch (java.io.UncheckedIOException e) {
+      throw e.getCause();
     }
   }
 }

@@ -2,6 +2,7 @@ package dev.weightsync.server.metrics;
 
 import dev.weightsync.server.engine.EngineOutcome;
 import dev.weightsync.server.engine.EngineResult;
+import dev.weightsync.server.pipeline.VersionEvents;
 import dev.weightsync.server.pipeline.VersionOutcome;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
@@ -40,7 +41,7 @@ import java.util.regex.Pattern;
  *       failed a version serves an older one; 0 once a later version reached it.
  * </ul>
  */
-public final class SyncMetrics {
+public final class SyncMetrics implements VersionEvents {
 
   private static final Duration[] BUCKETS = {
       Duration.ofMillis(50), Duration.ofMillis(100), Duration.ofMillis(250),
@@ -102,7 +103,7 @@ public final class SyncMetrics {
     ingestBytes.increment(bytes);
   }
 
-  /** A version that reached the engines. */
+  @Override
   public void versionDelivered(VersionOutcome o) {
     boolean loaded = o.engines().stream().allMatch(r -> r.outcome() == EngineOutcome.LOADED);
     String outcome = loaded ? "success" : "engine_failed";
@@ -133,7 +134,7 @@ public final class SyncMetrics {
     }
   }
 
-  /** Whether {@code engine} missed the last version delivered to it. */
+  @Override
   public void engineOutOfDate(String engine, boolean behind) {
     outOfDate.computeIfAbsent(engine, e -> {
       AtomicLong v = new AtomicLong();
@@ -169,7 +170,8 @@ public final class SyncMetrics {
         .increment();
   }
 
-  /** A part refused or a version aborted before any engine was called. */
+  /** Also a part refused, with its status code as the outcome. */
+  @Override
   public void updateFailed(String outcome, double seconds) {
     record("total", outcome, seconds);
   }

@@ -1,20 +1,8 @@
 package dev.weightsync.server.pipeline;
 
-import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.weightsync.core.quant.QuantError;
-import dev.weightsync.core.quant.QuantScheme;
-import dev.weightsync.core.quant.QuantizationConfigs;
-import dev.weightsync.core.quant.TensorPlan;
-import dev.weightsync.core.checkpoint.CheckpointConverter;
-import dev.weightsync.server.engine.Delivery;
 import dev.weightsync.server.engine.EngineAdapter;
-import dev.weightsync.server.engine.EngineSet;
-import dev.weightsync.server.engine.EngineOutcome;
-import dev.weightsync.server.engine.EngineResult;
-import dev.weightsync.server.engine.EngineState;
-import dev.weightsync.server.metrics.SyncMetrics;
-import dev.weightsync.server.stage.ShardSpool;
 import dev.weightsync.server.stage.StagingArea;
+import dev.weightsync.server.stage.VersionFolder;
 import io.grpc.Status;
 import io.grpc.StatusException;
 import java.io.IOException;
@@ -27,28 +15,29 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
-import java.util.concurrent.CompletableFuture;
+import java.util.TreeSet;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
  * Makes weight versions atomic. Parts of a version register here as their streams open; a part
  * that fails is forgotten (its files deleted) so it can be retried; when every part has
- * committed, the version is published in the staging area and handed to every engine, and every
- * part's caller gets the outcome. Parts that do not all arrive within the part timeout abort the
- * version: nothing reaches an engine.
+ * committed, the version goes to {@link VersionDelivery}, which publishes it, calls the engines
+ * and tells every part's caller the outcome. Parts that do not all arrive within the part timeout
+ * (counted from the version's first header) abort the version: nothing reaches an engine.
  *
- * <p>Thread-safe. Versions are delivered to the engines one at a time, in completion order.
+ * <p>Thread-safe. Versions are delivered one at a time, in completion order.
  */
 public final class VersionCoordinator implements AutoCloseable {
 
   private static final Logger LOG = Logger.getLogger(VersionCoordinator.class.getName());
 
-  /** A part slot held by one stream. */
+  /** How long an abandoned session may take to end: its lease's resume (at most 60 s) and more. */
+  public static final long ABANDONED_SESSION_BOUND_SECONDS = 75;
+
+  /** A part slot held by one stream, from its header until it commits or fails. */
   public final class Part {
     private final Version version;
     private final int index;
@@ -67,7 +56,7 @@ public final class VersionCoordinator implements AutoCloseable {
     }
 
     public Path directory() {
-      return version.directory;
+      return version.folder.path();
     }
 
     /** Names a tensor for this version; false when another part already sent it. */
@@ -106,8 +95,8 @@ public final class VersionCoordinator implements AutoCloseable {
     }
 
     /**
-     * This part failed: forget it so that it can be sent again. A version left with no part
-     * received or receiving is dropped at once.
+     * This part failed (its files are gone): forget it so that it can be sent again. A version
+     * left with no part received or receiving is dropped at once.
      */
     public void fail(Set<String> claimedTensors, long reservedBytes) {
       boolean drop;
@@ -119,35 +108,40 @@ public final class VersionCoordinator implements AutoCloseable {
             && inProgress.get(version.key) == version;
         if (drop) {
           inProgress.remove(version.key);
-          version.timeout.cancel(false);
+          version.timeout.cancel();
         }
       }
       if (drop) {
-        discard(version);
+        version.folder.drop();
       }
+      version.folder.removeWriter();
     }
 
     /** This part is complete; {@code listener} is told how the version ends. */
     public void commit(PartResult result, VersionListener listener) {
       boolean complete;
+      Status aborted;
       synchronized (VersionCoordinator.this) {
         version.receiving.remove(index);
-        if (version.aborted != null) {
-          listener.failed(version.aborted);
-          return;
+        aborted = version.aborted;
+        complete = false;
+        if (aborted == null) {
+          version.committed.put(index, result);
+          version.listeners.add(listener);
+          complete = version.committed.size() == version.partCount;
         }
-        version.committed.put(index, result);
-        version.listeners.add(listener);
-        complete = version.committed.size() == version.partCount;
         if (complete) {
-          delivering.incrementAndGet();
+          delivering++;
           inProgress.remove(version.key);
-          version.timeout.cancel(false);
-          version.lastCommitNanos = System.nanoTime();
+          version.timeout.cancel();
+          version.lastCommitNanos = clock.nanoTime();
         }
       }
-      if (complete) {
-        delivery.execute(() -> deliver(version));
+      version.folder.removeWriter();
+      if (aborted != null) {
+        listener.failed(aborted);
+      } else if (complete) {
+        deliveries.execute(() -> deliver(version));
       }
     }
   }
@@ -160,24 +154,24 @@ public final class VersionCoordinator implements AutoCloseable {
     final int partCount;
     /** The version's part count across all senders (as the header said). */
     final int globalCount;
-    final Path directory;
-    final long firstHeaderNanos = System.nanoTime();
+    final VersionFolder folder;
+    final long firstHeaderNanos = clock.nanoTime();
     final Set<Integer> receiving = new HashSet<>();
     final Map<Integer, PartResult> committed = new TreeMap<>();
     final Set<String> tensorNames = new HashSet<>();
     /** Bytes of the tensors its parts declared. */
     long bytes;
     final List<VersionListener> listeners = new ArrayList<>();
-    ScheduledFuture<?> timeout;
+    PipelineClock.Cancellable timeout;
     Status aborted;
     long lastCommitNanos;
 
-    Version(String id, String key, int partCount, int globalCount, Path directory) {
+    Version(String id, String key, int partCount, int globalCount, VersionFolder folder) {
       this.id = id;
       this.key = key;
       this.partCount = partCount;
       this.globalCount = globalCount;
-      this.directory = directory;
+      this.folder = folder;
     }
   }
 
@@ -186,54 +180,36 @@ public final class VersionCoordinator implements AutoCloseable {
       List<Integer> receiving) {}
 
   private final StagingArea staging;
-  private final QuantScheme scheme;
-  private final ObjectNode baseConfig;
-  private final EngineSet engines;
+  private final VersionDelivery delivery;
   private final Duration partTimeout;
-  private final DeliveryPolicy policy;
   private final boolean partByPart;
-  /** Engines that failed a version, with that version: they serve an older one. */
-  private final Map<String, String> outOfDate = new java.util.concurrent.ConcurrentHashMap<>();
+  private final PipelineClock clock;
   private final Map<String, Version> inProgress = new LinkedHashMap<>();
-  private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
-      daemon("weightsync-part-timeout"));
-  private final ExecutorService delivery = Executors.newSingleThreadExecutor(
-      daemon("weightsync-deliver"));
-  private final ExecutorService engineCalls = Executors.newCachedThreadPool(daemon("weightsync-engine"));
-  private volatile String lastLoaded = "";
-  private final java.util.concurrent.atomic.AtomicInteger delivering =
-      new java.util.concurrent.atomic.AtomicInteger();
-  private SyncMetrics metrics;
+  /** Versions complete and queued or being delivered. */
+  private int delivering;
+  private final ExecutorService deliveries = Executors.newSingleThreadExecutor(r -> {
+    Thread t = new Thread(r, "weightsync-deliver");
+    t.setDaemon(true);
+    return t;
+  });
 
   /**
    * @param partByPart deliver each part as soon as it commits instead of gathering all parts of
    *     a version (a trainer-side sidecar: it holds one sender's part; the engine-side sidecars
    *     gather)
    */
-  public VersionCoordinator(StagingArea staging, QuantScheme scheme, ObjectNode baseConfig,
-      EngineSet engines, Duration partTimeout, DeliveryPolicy policy, boolean partByPart) {
+  public VersionCoordinator(StagingArea staging, VersionDelivery delivery, Duration partTimeout,
+      boolean partByPart, PipelineClock clock) {
     this.staging = staging;
-    this.scheme = scheme;
-    this.baseConfig = baseConfig;
-    this.engines = engines;
+    this.delivery = delivery;
     this.partTimeout = partTimeout;
-    this.policy = policy;
     this.partByPart = partByPart;
+    this.clock = clock;
   }
 
-  /** Gathers all parts of each version and delivers to fixed engines, all of which must load. */
-  public VersionCoordinator(StagingArea staging, QuantScheme scheme, ObjectNode baseConfig,
-      List<EngineAdapter> engines, Duration partTimeout) {
-    this(staging, scheme, baseConfig, EngineSet.of(engines), partTimeout, DeliveryPolicy.ALL,
-        false);
-  }
-
-  private static java.util.concurrent.ThreadFactory daemon(String name) {
-    return r -> {
-      Thread t = new Thread(r, name);
-      t.setDaemon(true);
-      return t;
-    };
+  /** Where version outcomes are told; set once, before the server starts. */
+  public void events(VersionEvents e) {
+    delivery.events(e);
   }
 
   /** Registers a part of {@code version}; refused when it conflicts with what is known. */
@@ -242,16 +218,16 @@ public final class VersionCoordinator implements AutoCloseable {
     String key = partByPart ? versionId + ".part-" + partIndex : versionId;
     Version v = inProgress.get(key);
     if (v == null) {
-      Path dir;
+      VersionFolder folder;
       try {
-        dir = staging.newTemporary(key);
+        folder = staging.open(key);
       } catch (IOException e) {
         throw Status.INTERNAL.withDescription("cannot create a staging folder: " + e.getMessage())
             .asException();
       }
-      v = new Version(versionId, key, partByPart ? 1 : partCount, partCount, dir);
+      v = new Version(versionId, key, partByPart ? 1 : partCount, partCount, folder);
       Version started = v;
-      v.timeout = timer.schedule(() -> timeOut(started), partTimeout.toMillis(), TimeUnit.MILLISECONDS);
+      v.timeout = clock.after(partTimeout, () -> timeOut(started));
       inProgress.put(key, v);
     } else if (v.globalCount != partCount) {
       throw Status.ABORTED.withDescription("version " + versionId + " has " + v.globalCount
@@ -265,6 +241,12 @@ public final class VersionCoordinator implements AutoCloseable {
       throw Status.ABORTED.withDescription("part " + partIndex + " of version " + versionId
           + " is being received on another stream").asException();
     }
+    try {
+      v.folder.addWriter(); // cannot fail: the folder of a version in progress is not dropped
+    } catch (IOException e) {
+      v.receiving.remove(partIndex);
+      throw Status.INTERNAL.withDescription(e.getMessage()).asException();
+    }
     return new Part(v, partIndex);
   }
 
@@ -272,7 +254,7 @@ public final class VersionCoordinator implements AutoCloseable {
     List<VersionListener> waiting;
     synchronized (this) {
       if (inProgress.get(v.key) != v) {
-        return;
+        return; // completed or dropped while this timeout was on its way
       }
       inProgress.remove(v.key);
       List<Integer> missing = new ArrayList<>();
@@ -291,196 +273,55 @@ public final class VersionCoordinator implements AutoCloseable {
       waiting = List.copyOf(v.listeners);
     }
     LOG.warning(v.aborted.getDescription());
-    if (metrics != null) {
-      metrics.updateFailed("deadline_exceeded", (System.nanoTime() - v.firstHeaderNanos) / 1e9);
-    }
-    discard(v);
+    delivery.events().updateFailed("deadline_exceeded",
+        (clock.nanoTime() - v.firstHeaderNanos) / 1e9);
+    v.folder.drop(); // at once, or when the parts still being written fail
     waiting.forEach(l -> l.failed(v.aborted));
   }
 
-  /**
-   * An adapter that throws (a bug of ours) still has an engine behind it that was called: its
-   * result says so, with the state the adapter recorded, instead of "no engine was called".
-   */
-  private static EngineResult updateOrReport(EngineAdapter e, Delivery d) {
-    try {
-      return e.update(d);
-    } catch (RuntimeException | Error bug) {
-      LOG.severe(e.name() + ": the engine adapter failed: " + bug);
-      EngineState s = e.state();
-      return new EngineResult(e.name(), EngineOutcome.FAILED_PAUSED, "", "internal error while"
-          + " updating the engine (" + bug + "); it is left as recorded: " + s.state()
-          + (s.lastError().isEmpty() ? "" : " (" + s.lastError() + ")"), 0, "internal");
-    }
-  }
-
-  private void discard(Version v) {
-    try {
-      CheckpointConverter.deleteTree(v.directory);
-    } catch (IOException e) {
-      LOG.warning("could not delete " + v.directory + ": " + e.getMessage());
-    }
-  }
-
   private void deliver(Version v) {
-    List<PartResult> parts = new ArrayList<>(v.committed.values());
     try {
-      long stageStart = System.nanoTime();
-      List<TensorPlan> plans = new ArrayList<>();
-      List<ShardSpool> shards = new ArrayList<>();
-      List<ObjectNode> relayedConfigs = new ArrayList<>();
-      long bytesIn = 0;
-      long bytesOut = 0;
-      int tensorsOut = 0;
-      double quantizeSeconds = 0;
-      QuantError error = QuantError.NONE;
-      for (PartResult p : parts) {
-        plans.addAll(p.plans());
-        shards.addAll(p.shards());
-        bytesIn += p.bytesIn();
-        bytesOut += p.bytesOut();
-        error = error.plus(p.error());
-        quantizeSeconds += p.quantizeSeconds();
-        tensorsOut += p.shards().stream().mapToInt(s -> s.tensors().size()).sum();
-        if (p.relayed()) {
-          relayedConfigs.add(p.relayedConfig());
-        }
-      }
-      ObjectNode config = configFor(plans, relayedConfigs, parts.size());
-      Path staged = staging.publish(v.directory, v.key, shards, config);
-      double stageSeconds = (System.nanoTime() - stageStart) / 1e9;
-
-      long engineStart = System.nanoTime();
-      List<EngineAdapter> targets = engines.forVersion();
-      int partIndex = partByPart ? parts.get(0).partIndex() : 0;
-      Delivery delivery = new Delivery(staged, v.id, partIndex, partByPart ? v.globalCount : 1);
-      List<CompletableFuture<EngineResult>> calls = new ArrayList<>();
-      for (EngineAdapter e : targets) {
-        calls.add(CompletableFuture.supplyAsync(() -> updateOrReport(e, delivery), engineCalls));
-      }
-      List<EngineResult> results = calls.stream().map(CompletableFuture::join).toList();
-      double engineSeconds = (System.nanoTime() - engineStart) / 1e9;
-      for (EngineResult r : results) {
-        boolean behind = r.outcome() != EngineOutcome.LOADED;
-        if (behind) {
-          outOfDate.put(r.engine(), v.id);
-        } else {
-          outOfDate.remove(r.engine());
-        }
-        if (metrics != null) {
-          metrics.engineOutOfDate(r.engine(), behind);
-        }
-      }
-      long loaded = results.stream().filter(r -> r.outcome() == EngineOutcome.LOADED).count();
-      boolean succeeded = loaded >= policy.required(results.size());
-      if (succeeded) {
-        lastLoaded = v.id;
-      }
-      staging.prune();
-      VersionOutcome outcome = new VersionOutcome(v.id, staged, bytesIn, bytesOut, plans.size(),
-          tensorsOut, error, (v.lastCommitNanos - v.firstHeaderNanos) / 1e9, quantizeSeconds,
-          stageSeconds, engineSeconds, (System.nanoTime() - v.firstHeaderNanos) / 1e9, results);
-      LOG.info(() -> summary(outcome));
-      if (metrics != null) {
-        metrics.versionDelivered(outcome);
-      }
-      List<EngineResult> failed = results.stream()
-          .filter(r -> r.outcome() != EngineOutcome.LOADED).toList();
-      Status status = Status.INTERNAL.withDescription("version " + v.id + ": " + failed.size()
-          + " of " + results.size() + " engine(s) failed (policy " + policy + " needs "
-          + policy.required(results.size()) + "): " + failed.stream()
-              .map(r -> r.engine() + " " + r.outcome() + ": " + r.message()).toList());
-      for (VersionListener l : v.listeners) {
-        if (succeeded) {
-          l.completed(outcome);
-        } else {
-          l.enginesFailed(outcome, status);
-        }
-      }
-    } catch (IOException | RuntimeException e) {
-      LOG.severe("version " + v.id + " could not be delivered: " + e);
-      discard(v);
-      Status s = (e instanceof java.net.UnknownHostException ? Status.UNAVAILABLE : Status.INTERNAL)
-          .withDescription("version " + v.id + " could not be staged or delivered: "
-              + e.getMessage() + "; no engine was called");
-      if (metrics != null) {
-        metrics.updateFailed("internal", (System.nanoTime() - v.firstHeaderNanos) / 1e9);
-      }
-      v.listeners.forEach(l -> l.failed(s));
+      List<PartResult> parts = List.copyOf(v.committed.values());
+      delivery.deliver(new VersionDelivery.Gathered(v.id, v.key,
+          partByPart ? parts.get(0).partIndex() : 0, partByPart ? v.globalCount : 1, v.folder,
+          parts, v.firstHeaderNanos, v.lastCommitNanos), v.listeners);
     } finally {
-      delivering.decrementAndGet();
+      synchronized (this) {
+        delivering--;
+      }
     }
-  }
-
-  /**
-   * The staged config.json: for parts this sidecar quantized, built from their plans; for parts
-   * relayed already quantized, the engine's base config with the parts' quantization_configs
-   * merged.
-   */
-  private ObjectNode configFor(List<TensorPlan> plans, List<ObjectNode> relayed, int parts) {
-    if (relayed.isEmpty()) {
-      return QuantizationConfigs.outputConfig(baseConfig, scheme, plans);
-    }
-    if (relayed.size() != parts) {
-      throw new IllegalArgumentException("the version mixes relayed (already quantized) parts"
-          + " with source parts");
-    }
-    ObjectNode out = baseConfig.deepCopy();
-    ObjectNode qc = QuantizationConfigs.merge(relayed);
-    if (qc == null) {
-      out.remove("quantization_config");
-    } else {
-      out.set("quantization_config", qc);
-    }
-    return out;
-  }
-
-  /** Where version outcomes are counted; set once, before the server starts. */
-  public void metrics(SyncMetrics m) {
-    this.metrics = m;
   }
 
   /** Versions being received or delivered. */
   public synchronized int inFlight() {
-    return inProgress.size() + delivering.get();
-  }
-
-  private static String summary(VersionOutcome o) {
-    return String.format(java.util.Locale.ROOT,
-        "version=%s outcome=%s tensors_in=%d tensors_out=%d bytes_in=%d bytes_out=%d"
-            + " receive_s=%.3f quantize_s=%.3f stage_s=%.3f engine_s=%.3f total_s=%.3f engines=%s",
-        o.version(), o.engines().stream().allMatch(r -> r.outcome() == EngineOutcome.LOADED)
-            ? "loaded" : "engine_failed",
-        o.tensorsIn(), o.tensorsOut(), o.bytesIn(), o.bytesOut(), o.receiveSeconds(),
-        o.quantizeSeconds(), o.stageSeconds(), o.engineSeconds(), o.totalSeconds(),
-        o.engines().stream().map(r -> r.engine() + ":" + r.outcome()).toList());
+    return inProgress.size() + delivering;
   }
 
   public List<EngineAdapter> engines() {
-    return engines.known();
+    return delivery.engines();
   }
 
   /** The version {@code engine} failed, when it has not loaded one since (it serves an older one). */
   public String outOfDate(String engine) {
-    return outOfDate.get(engine);
+    return delivery.outOfDate(engine);
   }
 
   public String lastLoaded() {
-    return lastLoaded;
+    return delivery.lastLoaded();
   }
 
   public synchronized List<Progress> progress() {
     List<Progress> out = new ArrayList<>();
     for (Version v : inProgress.values()) {
       out.add(new Progress(v.id, v.globalCount, List.copyOf(v.committed.keySet()),
-          List.copyOf(new java.util.TreeSet<>(v.receiving))));
+          List.copyOf(new TreeSet<>(v.receiving))));
     }
     return out;
   }
 
   @Override
   public void close() {
-    close(java.time.Duration.ZERO);
+    close(Duration.ZERO);
   }
 
   /**
@@ -490,28 +331,23 @@ public final class VersionCoordinator implements AutoCloseable {
    * Nothing is interrupted: a resume is never cut short. Returns what it had to do (empty when
    * every session finished in time), for a process whose logging may already be shut down.
    */
-
-  public String close(java.time.Duration grace) {
-    timer.shutdownNow();
-    delivery.shutdown();
+  public String close(Duration grace) {
+    clock.close();
+    deliveries.shutdown();
     String report = "";
     try {
-      if (!delivery.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+      if (!deliveries.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
         report = "engine sessions still running after the shutdown grace: ending them through"
             + " their leases";
         LOG.warning(report);
-        engines.known().forEach(EngineAdapter::abandon);
-        delivery.awaitTermination(ABANDONED_SESSION_BOUND_SECONDS, TimeUnit.SECONDS);
-        report += "; " + engines.known().stream().map(e -> e.name() + " " + e.state().state())
-            .toList();
+        delivery.abandonSessions();
+        deliveries.awaitTermination(ABANDONED_SESSION_BOUND_SECONDS, TimeUnit.SECONDS);
+        report += "; " + delivery.engineStates();
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    engineCalls.shutdown();
+    delivery.close();
     return report;
   }
-
-  /** How long an abandoned session may take to end: its lease's resume (at most 60 s) and more. */
-  public static final long ABANDONED_SESSION_BOUND_SECONDS = 75;
 }

@@ -61,8 +61,8 @@ public final class StagingArea {
   }
 
   /** A new temporary folder for one version in progress. */
-  public Path newTemporary(String version) throws IOException {
-    return Files.createTempDirectory(root, TMP_PREFIX + version + "-");
+  public VersionFolder open(String version) throws IOException {
+    return new VersionFolder(this, Files.createTempDirectory(root, TMP_PREFIX + version + "-"));
   }
 
   /**
@@ -70,7 +70,7 @@ public final class StagingArea {
    * forces everything to disk, then renames the folder into place (replacing an older folder of
    * the same version). Returns the final path.
    */
-  public Path publish(Path temporary, String version, List<ShardSpool> shards, ObjectNode config)
+  Path publish(Path temporary, String version, List<ShardSpool> shards, ObjectNode config)
       throws IOException {
     Map<String, String> weightMap = new TreeMap<>();
     long total = 0;
