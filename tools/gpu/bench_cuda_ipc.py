@@ -107,7 +107,7 @@ def main():
         start = time.perf_counter()
         r = ws.push(tensors, version="bytes-4b" if s == 1 else f"bytes-4b-{s}s", target=a.target,
                     streams=s)
-        report(f"(b) bytes, Python client, {s} stream(s), checksum {ws._CHECKSUM_NAME}",
+        report(f"(b) bytes, Python client, {s} stream(s), checksum {ws._wire.CHECKSUM_NAME}",
                time.perf_counter() - start, r)
     ipc = []
     for i in range(3 if "a" in a.cases else 0):

@@ -75,12 +75,12 @@ import os, sys, torch
 sys.path.insert(0, {os.path.join(HERE, '..', '..', 'client', 'python')!r})
 import weightsync_client as ws
 t = [(f"model.layers.{{i}}.mlp.up_proj.weight", torch.randn(8192, 8192, device="cuda").to(torch.bfloat16)) for i in range(24)]
-acknowledged = ws._BucketSender.acknowledged
+acknowledged = ws._push_cuda._BucketSender.acknowledged
 def die_after_two(self, index):  # exit with buckets still in flight, as a crashing trainer does
     acknowledged(self, index)
     if index == 1:
         os._exit(3)
-ws._BucketSender.acknowledged = die_after_two
+ws._push_cuda._BucketSender.acknowledged = die_after_two
 ws.push_cuda(t, version="crash-1", target={target!r}, bucket_bytes=128 << 20)
 sys.exit("the push ended before the trainer could crash mid-version")
 """])

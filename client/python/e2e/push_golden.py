@@ -52,7 +52,7 @@ def main():
     except ws.PushError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print("checksum", ws._CHECKSUM_NAME)
+    print("checksum", ws._wire.CHECKSUM_NAME)
     print("staged", r.staged_path)
     for e in r.engines:
         print("engine", e.engine, ws.pb.EngineOutcome.Name(e.outcome), e.loaded_version)

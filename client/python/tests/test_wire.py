@@ -2,6 +2,7 @@
 import numpy as np
 
 import weightsync_client as ws
+from weightsync_client import _wire
 
 
 def _parsed(requests):
@@ -10,24 +11,24 @@ def _parsed(requests):
 
 def test_the_checksum_is_crc32c_with_the_module_and_zlibs_crc32_without_it():
     check = {"crc32c": 0xE3069283, "crc32": 0xCBF43926}  # the standard check values
-    assert ws._checksum(b"123456789") == check[ws._CHECKSUM_NAME]
-    assert ws._checksum(memoryview(b"123456789")) == check[ws._CHECKSUM_NAME]
-    assert ws._CHECKSUM_NAME == ("crc32c" if ws.FAST_CRC32C else "crc32")
+    assert _wire.checksum(b"123456789") == check[_wire.CHECKSUM_NAME]
+    assert _wire.checksum(memoryview(b"123456789")) == check[_wire.CHECKSUM_NAME]
+    assert _wire.CHECKSUM_NAME == ("crc32c" if ws.FAST_CRC32C else "crc32")
 
 
 def test_a_version_is_a_header_chunks_that_cover_each_tensor_and_a_commit():
     w = np.arange(1000, dtype=np.float32).reshape(10, 100)
     norm = ws.RawTensor(b"\x00\x3f" * 100, "BF16", (100,))
-    requests = _parsed(ws._requests([("a.weight", w), ("a.norm", norm)], "v7", 1, 3, chunk_bytes=1024))
+    requests = _parsed(_wire.requests([("a.weight", w), ("a.norm", norm)], "v7", 1, 3, chunk_bytes=1024))
     kinds = [r.WhichOneof("kind") for r in requests]
     assert kinds[0] == "header" and kinds[-1] == "commit"
     assert (requests[0].header.weight_version, requests[0].header.part_index,
             requests[0].header.part_count) == ("v7", 1, 3)
-    assert requests[0].header.options["checksum"] == ws._CHECKSUM_NAME
+    assert requests[0].header.options["checksum"] == _wire.CHECKSUM_NAME
     chunks = [r.chunk for r in requests[1:-1]]
     got = {}
     for c in chunks:
-        assert len(c.data) <= 1024 and c.crc32c == ws._checksum(c.data)
+        assert len(c.data) <= 1024 and c.crc32c == _wire.checksum(c.data)
         got.setdefault(c.name, bytearray()).extend(c.data)
         assert c.offset == len(got[c.name]) - len(c.data)  # in order, no gap, no overlap
     assert bytes(got["a.weight"]) == w.tobytes() and bytes(got["a.norm"]) == norm.data
@@ -37,7 +38,7 @@ def test_a_version_is_a_header_chunks_that_cover_each_tensor_and_a_commit():
 
 
 def test_checksums_off_says_so_in_the_header():
-    requests = _parsed(ws._requests([("x", ws.RawTensor(b"ab", "U8", (2,)))], "v", 0, 1, 4,
+    requests = _parsed(_wire.requests([("x", ws.RawTensor(b"ab", "U8", (2,)))], "v", 0, 1, 4,
                                     checksums=False))
     assert requests[0].header.options["crc32c"] == "off"
     assert requests[1].chunk.crc32c == 0
@@ -45,7 +46,7 @@ def test_checksums_off_says_so_in_the_header():
 
 def test_a_chunk_serialized_by_hand_equals_protobufs_own():
     data = bytes(range(256)) * 700  # long enough for a multi-byte length
-    mine = ws._chunk_message("m.w", "BF16", (350, 256), 4096, memoryview(data), 12345)
+    mine = _wire.chunk_message("m.w", "BF16", (350, 256), 4096, memoryview(data), 12345)
     theirs = ws.pb.UpdateWeightsRequest(chunk=ws.pb.TensorChunk(
         name="m.w", dtype="BF16", shape=(350, 256), offset=4096, data=data, crc32c=12345))
     assert ws.pb.UpdateWeightsRequest.FromString(mine) == theirs

@@ -1,0 +1,96 @@
+"""The bytes of the UpdateWeights stream: the messages of a part (header, chunks, commit) and each
+chunk's checksum (docs/wire.md)."""
+from __future__ import annotations
+
+try:
+    from ._generated.weightsync.v1 import weightsync_pb2 as pb
+except ImportError as e:  # pragma: no cover - a setup problem, explained to the user
+    raise ImportError(
+        "weightsync_client: cannot import its protobuf message classes (" + str(e) + "); "
+        "install the package with its dependencies (grpcio, protobuf>=4.21)") from e
+
+from ._tensors import HostStaging
+
+CHUNK_BYTES = 4 << 20
+
+
+def _checksum_function():
+    """(checksum function, the header's "checksum" option for it, whether it is CRC32C).
+
+    CRC32C through the ``crc32c`` (or ``google_crc32c``) module where one is installed; otherwise
+    zlib's CRC-32, which every Python has, runs at memory speed and releases the GIL, declared in
+    the header so that the sidecar checks that instead (docs/wire.md). Never a Python loop."""
+    try:
+        import crc32c  # Debian: python3-crc32c
+        return crc32c.crc32c, "crc32c", True
+    except ImportError:
+        pass
+    try:
+        import google_crc32c
+        return (lambda data: google_crc32c.value(bytes(data))), "crc32c", True
+    except ImportError:
+        pass
+    import zlib
+    return zlib.crc32, "crc32", False
+
+
+checksum, CHECKSUM_NAME, FAST_CRC32C = _checksum_function()
+"""Whether a native CRC32C module is there; without one, chunks carry zlib's CRC-32 instead."""
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        low = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+_CHUNK_FIELD = b"\x12"  # UpdateWeightsRequest.chunk: field 2, length-delimited
+_DATA_FIELD = b"\x2a"   # TensorChunk.data: field 5, length-delimited
+
+
+def chunk_message(name, dtype, shape, offset, piece, crc):
+    """One serialized UpdateWeightsRequest carrying ``piece``, which is copied once (into the
+    message's bytes) instead of three times (``tobytes``, the message, its serialization): the
+    chunk's other fields are serialized by protobuf and ``data`` is appended as its own field,
+    which the wire format allows in any order."""
+    head = pb.TensorChunk(name=name, dtype=dtype, shape=shape, offset=offset,
+                          crc32c=crc).SerializeToString()
+    n = len(piece)
+    data_prefix = _DATA_FIELD + _varint(n)
+    inner = len(head) + len(data_prefix) + n
+    return b"".join((_CHUNK_FIELD, _varint(inner), head, data_prefix, piece))
+
+
+def requests(named_tensors, version, part, parts, chunk_bytes, checksums=True):
+    """The serialized messages of one part: header, chunks, commit."""
+    # "off" in its older spelling, which sidecars before the "checksum" option understand too
+    options = {"checksum": CHECKSUM_NAME} if checksums else {"crc32c": "off"}
+    yield pb.UpdateWeightsRequest(header=pb.Header(
+        weight_version=version, part_index=part, part_count=parts,
+        options=options)).SerializeToString()
+    count = 0
+    total = 0
+    staging = HostStaging()
+    try:
+        for name, tensor in named_tensors:
+            count += 1
+            for dtype, shape, offset, size, window in staging.windows(tensor):
+                total += len(window)
+                at = 0
+                while True:
+                    piece = window[at:at + chunk_bytes]
+                    yield chunk_message(name, dtype, shape, offset + at, piece,
+                                         checksum(piece) if checksums else 0)
+                    at += len(piece)
+                    if at >= len(window):
+                        break
+    finally:
+        staging.close()
+    yield pb.UpdateWeightsRequest(commit=pb.Commit(
+        tensor_count=count, total_bytes=total)).SerializeToString()
