@@ -1,39 +1,26 @@
 package dev.weightsync.client;
 
-import com.google.protobuf.UnsafeByteOperations;
 import dev.weightsync.core.checkpoint.CheckpointFolder;
 import dev.weightsync.core.tensor.TensorSpec;
-import dev.weightsync.proto.v1.Commit;
 import dev.weightsync.proto.v1.GetStatusRequest;
 import dev.weightsync.proto.v1.GetStatusResponse;
 import dev.weightsync.proto.v1.Header;
-import dev.weightsync.proto.v1.TensorChunk;
-import dev.weightsync.proto.v1.UpdateWeightsRequest;
+import dev.weightsync.proto.v1.ResumeEngineRequest;
+import dev.weightsync.proto.v1.ResumeEngineResponse;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
-import io.grpc.Context;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.MetadataUtils;
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionService;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorCompletionService;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
-import java.util.zip.CRC32C;
+import java.util.function.Supplier;
 
 /**
  * Streams weight versions to a weightsync sidecar. One {@link #push} sends one part of one
@@ -46,12 +33,6 @@ import java.util.zip.CRC32C;
 public final class WeightSyncClient implements AutoCloseable {
 
   public static final int DEFAULT_CHUNK_BYTES = 4 << 20;
-  /**
-   * Bytes the client may queue ahead of the transport. gRPC's default (32 KiB) makes every 4 MiB
-   * chunk wait until the previous one has left, so the connection idles between chunks.
-   */
-  static final int SEND_AHEAD_BYTES = 16 << 20;
-
   /** The first channel: status calls, single parts, and the first stream of a parallel push. */
   private final ManagedChannel channel;
   /**
@@ -60,7 +41,7 @@ public final class WeightSyncClient implements AutoCloseable {
    * multiplexed on one connection do not scale (../shared/tools/grpcbench). Null for a channel
    * the caller gave, which all streams then share.
    */
-  private final java.util.function.Supplier<ManagedChannel> opener;
+  private final Supplier<ManagedChannel> opener;
   /** The channels this client opened, in stream order; guarded by itself. */
   private final List<ManagedChannel> opened = new ArrayList<>();
   private final int chunkBytes;
@@ -72,7 +53,7 @@ public final class WeightSyncClient implements AutoCloseable {
   }
 
   private WeightSyncClient(ManagedChannel channel,
-      java.util.function.Supplier<ManagedChannel> opener, int chunkBytes, int attempts) {
+      Supplier<ManagedChannel> opener, int chunkBytes, int attempts) {
     if (chunkBytes < 1 || chunkBytes > DEFAULT_CHUNK_BYTES) {
       throw new IllegalArgumentException("chunk size must be 1.." + DEFAULT_CHUNK_BYTES);
     }
@@ -201,10 +182,10 @@ public final class WeightSyncClient implements AutoCloseable {
    *
    * @throws StatusRuntimeException FAILED_PRECONDITION saying why it was not resumed
    */
-  public dev.weightsync.proto.v1.ResumeEngineResponse resumeEngine(String engine,
+  public ResumeEngineResponse resumeEngine(String engine,
       boolean acceptMixed) {
     return WeightSyncGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS)
-        .resumeEngine(dev.weightsync.proto.v1.ResumeEngineRequest.newBuilder().setEngine(engine)
+        .resumeEngine(ResumeEngineRequest.newBuilder().setEngine(engine)
             .setAcceptMixed(acceptMixed).build());
   }
 
@@ -246,60 +227,8 @@ public final class WeightSyncClient implements AutoCloseable {
     if (parts.size() == 1) {
       return push(version, 0, 1, parts.get(0));
     }
-    ExecutorService senders = Executors.newFixedThreadPool(parts.size(), r -> {
-      Thread t = new Thread(r, "weightsync-push-" + version);
-      t.setDaemon(true);
-      return t;
-    });
-    // A part refused for good (a NaN, a wrong shape) would leave the other parts waiting for a
-    // version that cannot complete: the first failure cancels every call of this push.
-    Context.CancellableContext calls = Context.current().withCancellation();
-    CompletionService<UpdateWeightsResponse> sent = new ExecutorCompletionService<>(senders);
-    try {
-      for (int p = 0; p < parts.size(); p++) {
-        int part = p;
-        Header header = Header.newBuilder().setWeightVersion(version).setPartIndex(part)
-            .setPartCount(parts.size()).build();
-        sent.submit(calls.wrap(() -> push(channel(part), header, parts.get(part))));
-      }
-      UpdateWeightsResponse response = null;
-      Throwable cause = null;
-      for (int p = 0; p < parts.size(); p++) {
-        try {
-          response = sent.take().get();
-        } catch (ExecutionException e) {
-          cause = moreTelling(cause, e.getCause());
-          calls.cancel(e.getCause());
-        }
-      }
-      if (cause instanceof IOException io) {
-        throw io;
-      }
-      if (cause != null) {
-        throw cause instanceof StatusRuntimeException s ? s : Status.fromThrowable(cause)
-            .asRuntimeException();
-      }
-      return response;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
-    } finally {
-      calls.cancel(null);
-      senders.shutdownNow();
-    }
-  }
-
-  /** The failure that says why: one the sidecar gave, not the cancellation that followed it. */
-  private static Throwable moreTelling(Throwable first, Throwable next) {
-    if (first == null) {
-      return next;
-    }
-    return consequence(first) && !consequence(next) ? next : first;
-  }
-
-  private static boolean consequence(Throwable t) {
-    Status.Code c = Status.fromThrowable(t).getCode();
-    return c == Status.Code.CANCELLED || c == Status.Code.ABORTED;
+    return ParallelPush.run(version, parts, (index, header, part) ->
+        push(channel(index), header, part));
   }
 
   /**
@@ -328,7 +257,7 @@ public final class WeightSyncClient implements AutoCloseable {
     StatusRuntimeException last = null;
     for (int attempt = 0; attempt < attempts; attempt++) {
       try {
-        return pushOnce(over, header, tensors);
+        return PartUpload.send(over, header, tensors, chunkBytes);
       } catch (StatusRuntimeException e) {
         if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
           throw e;
@@ -338,119 +267,6 @@ public final class WeightSyncClient implements AutoCloseable {
       }
     }
     throw last;
-  }
-
-  private UpdateWeightsResponse pushOnce(ManagedChannel over, Header header, List<Tensor> tensors)
-      throws IOException {
-    CompletableFuture<UpdateWeightsResponse> result = new CompletableFuture<>();
-    Object ready = new Object();
-    AtomicReference<ClientCallStreamObserver<UpdateWeightsRequest>> stream = new AtomicReference<>();
-    ClientResponseObserver<UpdateWeightsRequest, UpdateWeightsResponse> observer =
-        new ClientResponseObserver<>() {
-          private UpdateWeightsResponse response;
-
-          @Override
-          public void beforeStart(ClientCallStreamObserver<UpdateWeightsRequest> s) {
-            stream.set(s);
-            s.setOnReadyHandler(() -> {
-              synchronized (ready) {
-                ready.notifyAll();
-              }
-            });
-          }
-
-          @Override
-          public void onNext(UpdateWeightsResponse value) {
-            response = value;
-          }
-
-          @Override
-          public void onError(Throwable t) {
-            result.completeExceptionally(t);
-            synchronized (ready) {
-              ready.notifyAll();
-            }
-          }
-
-          @Override
-          public void onCompleted() {
-            result.complete(response);
-          }
-        };
-    WeightSyncGrpc.newStub(over).withOnReadyThreshold(SEND_AHEAD_BYTES).updateWeights(observer);
-    ClientCallStreamObserver<UpdateWeightsRequest> s = stream.get();
-    try {
-      send(s, ready, result, UpdateWeightsRequest.newBuilder().setHeader(header).build());
-      long total = 0;
-      CRC32C crc = new CRC32C();
-      for (Tensor t : tensors) {
-        TensorSpec spec = t.spec();
-        long length = spec.byteLength();
-        total += length;
-        for (long off = 0; off == 0 || off < length; off += chunkBytes) {
-          int n = (int) Math.min(chunkBytes, length - off);
-          ByteBuffer window = t.source().window(off, n);
-          crc.reset();
-          crc.update(window.duplicate());
-          TensorChunk.Builder c = TensorChunk.newBuilder().setName(spec.name())
-              .setDtype(spec.dtype().name()).setOffset(off).setData(UnsafeByteOperations.unsafeWrap(window))
-              .setCrc32C((int) crc.getValue());
-          for (long d : spec.shape()) {
-            c.addShape(d);
-          }
-          if (!send(s, ready, result, UpdateWeightsRequest.newBuilder().setChunk(c).build())) {
-            return await(result);
-          }
-          if (length == 0) {
-            break;
-          }
-        }
-      }
-      send(s, ready, result, UpdateWeightsRequest.newBuilder().setCommit(Commit.newBuilder()
-          .setTensorCount(tensors.size()).setTotalBytes(total)).build());
-      if (!result.isDone()) {
-        s.onCompleted();
-      }
-    } catch (IOException | RuntimeException e) {
-      s.cancel("client failed: " + e.getMessage(), e);
-      throw e;
-    }
-    return await(result);
-  }
-
-  /** Sends when the transport is ready; false when the call already ended (e.g. refused). */
-  private static boolean send(ClientCallStreamObserver<UpdateWeightsRequest> s, Object ready,
-      CompletableFuture<?> result, UpdateWeightsRequest req) {
-    synchronized (ready) {
-      while (!s.isReady() && !result.isDone()) {
-        try {
-          ready.wait(100);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          s.cancel("interrupted", e);
-          throw new StatusRuntimeException(Status.CANCELLED.withDescription("interrupted"));
-        }
-      }
-    }
-    if (result.isDone()) {
-      return false;
-    }
-    s.onNext(req);
-    return true;
-  }
-
-  private static UpdateWeightsResponse await(CompletableFuture<UpdateWeightsResponse> result) {
-    try {
-      return result.get();
-    } catch (ExecutionException e) {
-      if (e.getCause() instanceof StatusRuntimeException s) {
-        throw s;
-      }
-      throw Status.fromThrowable(e.getCause()).asRuntimeException();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw Status.CANCELLED.withDescription("interrupted").asRuntimeException();
-    }
   }
 
   private static void sleep(long ms) {
