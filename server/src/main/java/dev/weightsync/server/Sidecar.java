@@ -221,7 +221,7 @@ public final class Sidecar implements AutoCloseable {
     }
     if (config.metricsPort() >= 0) {
       try {
-        http = HttpServer.create(new InetSocketAddress(config.metricsPort()), 0);
+        http = HttpServers.create(new InetSocketAddress(config.metricsPort()));
       } catch (IOException e) {
         listeners.shutdownNow();
         throw inUse(e, "the metrics port " + config.metricsPort() + " (--metrics-port; -1 disables it)");

@@ -8,6 +8,7 @@ import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import dev.weightsync.core.checkpoint.CheckpointFolder;
 import dev.weightsync.core.tensor.TensorSpec;
+import dev.weightsync.server.HttpServers;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
@@ -74,7 +75,7 @@ public final class StandInEngine implements AutoCloseable {
   public StandInEngine(int port, String adminKey) throws IOException {
     this.adminKey = adminKey;
     try {
-      this.server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
+      this.server = HttpServers.create(new InetSocketAddress("127.0.0.1", port));
     } catch (java.net.BindException e) {
       throw new IOException("port " + port + " is already in use (weightsync engine --port)", e);
     }

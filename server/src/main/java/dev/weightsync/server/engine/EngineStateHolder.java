@@ -37,7 +37,7 @@ final class EngineStateHolder {
     try {
       ledger.record(engine, w);
     } catch (IOException e) {
-      LOG.warning(engine + ": cannot update the session ledger: " + e.getMessage());
+      LOG.warning(engine + ": cannot update the session ledger: " + e);
     }
     weights = w;
   }

@@ -81,8 +81,23 @@ public final class SessionLedger {
     save();
   }
 
-  /** Writes the entries; with none left, removes the file (nothing to recover). */
+  /**
+   * Writes the entries; with none left, removes the file (nothing to recover). An interrupt of
+   * the calling thread is held back meanwhile: it would close the file's channel mid-write
+   * (ClosedByInterruptException), and a session's record must land however it is ended.
+   */
   private void save() throws IOException {
+    boolean interrupted = Thread.interrupted();
+    try {
+      write();
+    } finally {
+      if (interrupted) {
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  private void write() throws IOException {
     if (entries.isEmpty()) {
       Files.deleteIfExists(file);
       return;
