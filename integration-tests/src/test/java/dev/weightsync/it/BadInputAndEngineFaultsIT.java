@@ -26,7 +26,8 @@ import org.junit.jupiter.api.TestInstance;
 /**
  * Bad input gets a precise status, nothing is staged and the engine is never called; engine faults
  * leave the engine serving (or paused and reported after a failed load); and in every case the
- * next version goes through.
+ * next version goes through. Over the in-process transport: what is checked here is the service's,
+ * not the socket's (LimitsIT and ChunkingIT keep what needs a real connection).
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class BadInputAndEngineFaultsIT {
@@ -42,8 +43,9 @@ class BadInputAndEngineFaultsIT {
   @BeforeAll
   void start() throws Exception {
     tmp = java.nio.file.Files.createTempDirectory("weightsync-faults-");
-    h = new SidecarHarness(tmp, Map.of("format", "fp8-block", "part-timeout", "2s"));
-    raw = new RawStream(h.sidecar.port());
+    h = SidecarHarness.inProcess(tmp, Map.of("format", "fp8-block", "part-timeout", "2s",
+        "engine-backoff", "1ms")); // flush is tried 20 times, backing off up to 32 times this
+    raw = new RawStream(h.channel());
   }
 
   @AfterAll
@@ -217,11 +219,6 @@ class BadInputAndEngineFaultsIT {
         commit(1, 64)), true, Status.Code.INVALID_ARGUMENT, "'a\\x0aINFO forged' holds control");
     assertRefused(List.of(header("long", 0, 1), chunk("x".repeat(5000), "BF16", SHAPE, 0, w),
         commit(1, 64)), true, Status.Code.INVALID_ARGUMENT, "has 5000");
-    // a megabyte of caller text: clipped just past the longest legal value, so the status still
-    // fits gRPC's metadata limit (INVALID_ARGUMENT, not RESOURCE_EXHAUSTED about metadata)
-    assertRefused(List.of(header("dtype2", 0, 1),
-        chunk(W, "Q\u0007" + "z".repeat(1 << 20), SHAPE, 0, w)),
-        true, Status.Code.INVALID_ARGUMENT, "unknown dtype 'Q\\x07zzz", "z...'");
     assertNextVersionLoads();
   }
 

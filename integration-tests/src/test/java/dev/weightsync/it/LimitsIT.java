@@ -3,6 +3,7 @@ package dev.weightsync.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.weightsync.cli.engine.RouteFault;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.nio.file.Path;
@@ -44,6 +45,25 @@ class LimitsIT {
     assertRefused(Map.of("max-tensors", 3), "max-tensors", "3 tensors");
   }
 
+  /**
+   * A megabyte of caller text in a refused chunk: the status echoes it clipped just past the
+   * longest legal value, so it still fits gRPC's metadata limit on a real connection
+   * (INVALID_ARGUMENT, not a RESOURCE_EXHAUSTED about metadata).
+   */
+  @Test
+  void aRefusalEchoingAMegabyteOfCallerTextStillFitsTheStatusMetadata() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("format", "fp8-block"));
+        RawStream raw = new RawStream(h.sidecar.port())) {
+      Status s = raw.send(List.of(RawStream.header("dtype", 0, 1),
+          RawStream.chunk("w", "Q\u0007" + "z".repeat(1 << 20), new long[] {4, 8}, 0,
+              new byte[64])), true, false);
+      assertThat(s.getCode()).as(String.valueOf(s.getDescription()))
+          .isEqualTo(Status.Code.INVALID_ARGUMENT);
+      assertThat(s.getDescription()).contains("unknown dtype 'Q\\x07zzz").contains("z...'");
+      assertThat(h.engine.routes()).isEmpty();
+    }
+  }
+
   @Test
   void aStagingFilesystemWithoutRoomRefusesBeforeWritingAByte() throws Exception {
     // The real free-space check against the real filesystem, asked to keep more than any disk has.
@@ -53,7 +73,9 @@ class LimitsIT {
   @Test
   void streamsBeyondMaxStreamsAreRefusedAndTheSlotComesBack() throws Exception {
     try (SidecarHarness h = new SidecarHarness(tmp, Map.of("max-streams", 1))) {
-      h.engine.faults(f -> f.slowMillis = 1500); // keeps the first stream open during its session
+      // a late answer to the pause keeps the first stream open during its session
+      h.engine.faults(f -> f.routes.put("/pause_generation",
+          new RouteFault(RouteFault.Kind.SLOW, 1, 1500)));
       CompletableFuture<?> first = CompletableFuture.runAsync(() -> {
         try {
           h.client.pushFolder(Launcher.golden("bf16"), "1", 0, 1);
@@ -70,7 +92,6 @@ class LimitsIT {
         assertThat(s.getDescription()).contains("max-streams");
       }
       first.get();
-      h.engine.faults(f -> f.slowMillis = 0);
       assertThat(h.client.pushFolder(Launcher.golden("bf16"), "3", 0, 1).getEngines(0).getOutcome())
           .isEqualTo(dev.weightsync.proto.v1.EngineOutcome.LOADED);
     }

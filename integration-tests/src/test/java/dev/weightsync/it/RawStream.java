@@ -23,8 +23,13 @@ final class RawStream implements AutoCloseable {
   private final ManagedChannel channel;
 
   RawStream(int port) {
-    channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
-        .maxInboundMessageSize(8 << 20).build();
+    this(NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
+        .maxInboundMessageSize(8 << 20).build());
+  }
+
+  /** Over {@code channel}, which this stream closes. */
+  RawStream(ManagedChannel channel) {
+    this.channel = channel;
   }
 
   static UpdateWeightsRequest header(String version, int part, int parts) {

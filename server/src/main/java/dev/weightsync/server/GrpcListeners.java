@@ -3,6 +3,7 @@ package dev.weightsync.server;
 import dev.weightsync.client.UnixSockets;
 import dev.weightsync.server.config.ListenAddress;
 import io.grpc.Server;
+import io.grpc.ServerBuilder;
 import io.grpc.ServerCredentials;
 import io.grpc.netty.NettyServerBuilder;
 import io.netty.channel.EventLoopGroup;
@@ -29,6 +30,9 @@ import java.util.function.Consumer;
  * with another channel type and so needs a server of their own. Both carry the same services
  * and interceptors (a bearer token is asked for on either) and start and stop together.
  *
+ * <p>Or one server from a builder the caller gives (for tests of the protocol, grpc-java's
+ * in-process transport): the same services and interceptors without a socket ({@link #of}).
+ *
  * <p>A socket file is made mode 0660: whoever may write it may connect, the owner and its
  * group (a pod's containers sharing an emptyDir). A socket file left by a process that died is
  * replaced; one a live server answers on is refused as in use. Socket files are removed on stop.
@@ -46,7 +50,7 @@ final class GrpcListeners {
    * @param common what every server gets: services, interceptors, limits
    */
   GrpcListeners(List<ListenAddress> addresses, ServerCredentials tls,
-      Consumer<NettyServerBuilder> common) {
+      Consumer<ServerBuilder<?>> common) {
     this.addresses = List.copyOf(addresses);
     NettyServerBuilder tcpBuilder = null;
     NettyServerBuilder socketBuilder = null;
@@ -75,11 +79,26 @@ final class GrpcListeners {
     build(socketBuilder, common);
   }
 
-  private Server build(NettyServerBuilder b, Consumer<NettyServerBuilder> common) {
+  /** One server from {@code b}, which knows where it listens. */
+  static GrpcListeners of(ServerBuilder<?> b, Consumer<ServerBuilder<?>> common) {
+    return new GrpcListeners(b, common);
+  }
+
+  private GrpcListeners(ServerBuilder<?> b, Consumer<ServerBuilder<?>> common) {
+    this.addresses = List.of();
+    common.accept(b);
+    servers.add(b.build());
+    tcp = null;
+  }
+
+  private Server build(NettyServerBuilder b, Consumer<ServerBuilder<?>> common) {
     if (b == null) {
       return null;
     }
     common.accept(b);
+    // A fixed HTTP/2 window (no BDP auto-tuning): what Netty buffers per stream stays bounded
+    // while the service's manual flow control holds a sender back.
+    b.flowControlWindow(4 << 20);
     Server s = b.build();
     servers.add(s);
     return s;

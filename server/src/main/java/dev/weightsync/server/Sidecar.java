@@ -41,6 +41,7 @@ import dev.weightsync.server.security.BearerTokenInterceptor;
 import dev.weightsync.server.stage.StagingArea;
 import dev.weightsync.server.stage.StagingSpace;
 import dev.weightsync.server.security.Caller;
+import io.grpc.ServerBuilder;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
@@ -56,6 +57,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
 import java.util.logging.Logger;
 
 /**
@@ -95,7 +97,18 @@ public final class Sidecar implements AutoCloseable {
   /** The gRPC health service name that reports readiness. */
   public static final String SERVICE = "weightsync.v1.WeightSync";
 
+  /** A sidecar listening where {@code config} says. */
   public Sidecar(SidecarConfig config) throws IOException {
+    this(config, (ServerBuilder<?>) null);
+  }
+
+  /**
+   * A sidecar whose gRPC services are served by {@code server} instead of on the configured
+   * addresses: for protocol tests, grpc-java's in-process transport (the same services,
+   * interceptors and limits without a socket). The metrics port and everything else as
+   * configured.
+   */
+  public Sidecar(SidecarConfig config, ServerBuilder<?> server) throws IOException {
     this.config = config;
     JsonNode engineConfig = config.quantizationConfig() == null ? null
         : new ObjectMapper().readTree(Files.readString(config.quantizationConfig()));
@@ -183,22 +196,20 @@ public final class Sidecar implements AutoCloseable {
         config.tlsClientCa(), config.tlsReload());
     BearerTokenInterceptor auth = config.authTokenFile() == null ? null
         : new BearerTokenInterceptor(SERVICE, BearerTokenInterceptor.readTokens(config.authTokenFile()));
-    this.listeners = new GrpcListeners(config.listenAddresses(),
-        tls == null ? null : tls.credentials(), b -> {
-          b.intercept(new Caller()); // runs after the token check, which names the token
-          if (auth != null) {
-            b.intercept(auth);
-          }
-          b.intercept(new MetricCollectingServerInterceptor(registry))
-              .maxInboundMessageSize(8 << 20)
-              // A fixed HTTP/2 window (no BDP auto-tuning): what Netty buffers per stream stays
-              // bounded while our manual flow control holds a sender back.
-              .flowControlWindow(4 << 20)
-              .addService(service)
-              .addService(health.getHealthService())
-              .addService(ProtoReflectionServiceV1.newInstance());
-        });
-  }
+    Consumer<ServerBuilder<?>> services = b -> {
+      b.intercept(new Caller()); // runs after the token check, which names the token
+      if (auth != null) {
+        b.intercept(auth);
+      }
+      b.intercept(new MetricCollectingServerInterceptor(registry))
+          .maxInboundMessageSize(8 << 20)
+          .addService(service)
+          .addService(health.getHealthService())
+          .addService(ProtoReflectionServiceV1.newInstance());
+    };
+    this.listeners = server != null ? GrpcListeners.of(server, services)
+        : new GrpcListeners(config.listenAddresses(), tls == null ? null : tls.credentials(),
+            services);  }
 
   /** A bind failure said as such, naming the port and its option; other failures unchanged. */
   private static IOException inUse(IOException e, String what) {
@@ -286,10 +297,6 @@ public final class Sidecar implements AutoCloseable {
     }
   }
 
-  /**
-   * Null when ready: the quantizer is up (it is, once constructed) and every engine answers its
-   * health check; else what is not ready.
-   */
   /** Engines not answering their health check, checked now (status shows them UNREACHABLE). */
   private java.util.Set<String> unreachableEngines() {
     refreshReadiness();
@@ -308,6 +315,10 @@ public final class Sidecar implements AutoCloseable {
   /** Engines whose recovery after a restart has not finished (not ready until it has). */
   private volatile int recovering;
 
+  /**
+   * Null when ready: the quantizer is up (it is, once constructed), no engine is being recovered
+   * and every engine answers its health check; else what is not ready.
+   */
   private synchronized String refreshReadiness() {
     if (closing) {
       return "shutting down";
@@ -330,7 +341,6 @@ public final class Sidecar implements AutoCloseable {
     }
   }
 
-  /** Where gRPC listens, the real port in place of 0. */
   /** How gRPC callers are authenticated, for the start-up line. */
   public String authText() {
     String mtls = config.tlsClientCa() != null ? "client certificates (mutual TLS)" : null;
@@ -344,6 +354,7 @@ public final class Sidecar implements AutoCloseable {
         : "not authenticated (loopback and Unix sockets only)";
   }
 
+  /** Where gRPC listens, the real port in place of 0. */
   public String listenersText() {
     return listeners.addresses().stream().map(a -> a.unix() || a.port() != 0 ? a.toString()
         : a.host() + ":" + port()).collect(java.util.stream.Collectors.joining(", "));
