@@ -3,6 +3,7 @@ package dev.weightsync.cli;
 import dev.weightsync.cli.engine.StandInEngine;
 import dev.weightsync.client.Tensor;
 import dev.weightsync.client.WeightSyncClient;
+import dev.weightsync.client.WireLimits;
 import dev.weightsync.core.quant.Bf16;
 import dev.weightsync.core.tensor.DType;
 import dev.weightsync.core.tensor.TensorSpec;
@@ -58,7 +59,7 @@ final class BenchIngestCommand implements Callable<Integer> {
   @Option(names = "--staging-dir", description = "Staging for the full update (default: a temporary folder under /dev/shm when it exists).")
   Path stagingDir;
 
-  private static final int CHUNK = 4 << 20;
+  private static final int CHUNK = WireLimits.MAX_CHUNK_BYTES;
 
   @Override
   public Integer call() throws Exception {

@@ -32,7 +32,8 @@ import java.util.function.Supplier;
  */
 public final class WeightSyncClient implements AutoCloseable {
 
-  public static final int DEFAULT_CHUNK_BYTES = 4 << 20;
+  /** The default chunk size, and the largest (the protocol's limit). */
+  public static final int DEFAULT_CHUNK_BYTES = WireLimits.MAX_CHUNK_BYTES;
   /** The first channel: status calls, single parts, and the first stream of a parallel push. */
   private final ManagedChannel channel;
   /**
@@ -126,7 +127,7 @@ public final class WeightSyncClient implements AutoCloseable {
     NettyChannelBuilder b = (tls == null
         ? NettyChannelBuilder.forTarget(target).usePlaintext()
         : NettyChannelBuilder.forTarget(target, tls.credentials()))
-        .maxInboundMessageSize(8 << 20);
+        .maxInboundMessageSize(WireLimits.MAX_MESSAGE_BYTES);
     if (UnixSockets.isUnix(target)) { // unix:///PATH: the sidecar on this node, by its socket file
       UnixSockets.requireAvailable("target " + target);
       b.channelType(UnixSockets.clientChannelType()).eventLoopGroup(UnixSockets.clientLoops());

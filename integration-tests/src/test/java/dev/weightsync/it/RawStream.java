@@ -1,6 +1,7 @@
 package dev.weightsync.it;
 
 import com.google.protobuf.ByteString;
+import dev.weightsync.client.WireLimits;
 import dev.weightsync.proto.v1.Commit;
 import dev.weightsync.proto.v1.Format;
 import dev.weightsync.proto.v1.Header;
@@ -24,7 +25,7 @@ final class RawStream implements AutoCloseable {
 
   RawStream(int port) {
     this(NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext()
-        .maxInboundMessageSize(8 << 20).build());
+        .maxInboundMessageSize(WireLimits.MAX_MESSAGE_BYTES).build());
   }
 
   /** Over {@code channel}, which this stream closes. */

@@ -2,6 +2,7 @@ package dev.weightsync.it;
 
 import dev.weightsync.cli.engine.StandInEngine;
 import dev.weightsync.client.WeightSyncClient;
+import dev.weightsync.client.WireLimits;
 import dev.weightsync.server.Sidecar;
 import dev.weightsync.server.config.ConfigLoader;
 import io.grpc.ManagedChannel;
@@ -80,7 +81,7 @@ final class SidecarHarness implements AutoCloseable {
   ManagedChannel channel() {
     return inProcessName != null ? InProcessChannelBuilder.forName(inProcessName).build()
         : NettyChannelBuilder.forAddress("127.0.0.1", sidecar.port()).usePlaintext()
-            .maxInboundMessageSize(8 << 20).build();
+            .maxInboundMessageSize(WireLimits.MAX_MESSAGE_BYTES).build();
   }
 
   /** Published version folders (not temporary ones). */

@@ -19,6 +19,7 @@ import dev.weightsync.server.pipeline.DeliveryPolicy;
 import dev.weightsync.server.relay.RelayTargets;
 import dev.weightsync.server.security.ServerTls;
 import dev.weightsync.client.ClientTls;
+import dev.weightsync.client.WireLimits;
 import dev.weightsync.server.engine.SglangAdapter;
 import dev.weightsync.server.ingest.IngestLimits;
 import dev.weightsync.server.ingest.WeightSyncService;
@@ -202,7 +203,7 @@ public final class Sidecar implements AutoCloseable {
         b.intercept(auth);
       }
       b.intercept(new MetricCollectingServerInterceptor(registry))
-          .maxInboundMessageSize(8 << 20)
+          .maxInboundMessageSize(WireLimits.MAX_MESSAGE_BYTES)
           .addService(service)
           .addService(health.getHealthService())
           .addService(ProtoReflectionServiceV1.newInstance());

@@ -7,6 +7,7 @@ import static dev.weightsync.server.ingest.Refusals.invalid;
 import static dev.weightsync.server.ingest.Refusals.printable;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.weightsync.client.WireLimits;
 import dev.weightsync.core.quant.AlreadyQuantized;
 import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.NonFiniteScan;
@@ -55,7 +56,6 @@ import java.util.Set;
  */
 final class PartReceiver {
 
-  static final int MAX_CHUNK_BYTES = 4 << 20;
   /** Bytes read back at a time to scan a direct tensor whose chunks were cut inside elements. */
   static final int SCAN_WINDOW = 4 << 20;
   /**
@@ -199,9 +199,9 @@ final class PartReceiver {
     checkNotAborted();
     Incoming t = tensor(c);
     int length = c.getData().size();
-    if (length > MAX_CHUNK_BYTES) {
+    if (length > WireLimits.MAX_CHUNK_BYTES) {
       throw invalid("tensor " + t.spec.name() + ": chunk of " + length + " bytes exceeds the "
-          + MAX_CHUNK_BYTES + "-byte limit");
+          + WireLimits.MAX_CHUNK_BYTES + "-byte limit");
     }
     long offset = c.getOffset();
     if (offset < 0 || offset + length > t.spec.byteLength() || offset + length < offset) {
