@@ -9,7 +9,8 @@ import dev.weightsync.core.tensor.DType;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
-import dev.weightsync.server.quant.CudaQuantizer;
+import dev.weightsync.server.quant.cuda.CudaQuantizer;
+import dev.weightsync.server.quant.cuda.CudaTimings;
 import dev.weightsync.server.quant.Quantizers;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -85,14 +86,15 @@ final class BenchGpuCommand implements Callable<Integer> {
       }
     }
     try (CudaQuantizer gpu = new CudaQuantizer(device, 512L << 20, 1, cores)) {
+      CudaTimings timings = new CudaTimings(gpu);
       long copyBytes = 256L << 20;
-      double copy = gpu.timeDeviceCopy(copyBytes, iterations);
+      double copy = timings.deviceCopy(copyBytes, iterations);
       double copyBw = 2.0 * copyBytes / copy / 1e9;
       System.out.printf(Locale.ROOT, "device-to-device copy: %.0f GB/s (bytes read + written)%n", copyBw);
       for (long[] shape : new long[][] {{4096, 4096}, {16384, 8192}, {8192, 28672}}) {
         TensorSpec t = TensorSpec.of("w.weight", DType.BF16, shape);
         for (TensorPlan p : plans(t)) {
-          double s = gpu.timeKernel(p, iterations);
+          double s = timings.kernel(p, iterations);
           long out = p.outputs().stream().mapToLong(TensorSpec::byteLength).sum();
           double bw = (t.byteLength() + out) / s / 1e9;
           System.out.printf(Locale.ROOT, "kernel %-16s %6d x %-6d %8.1f us  %7.0f GB/s  %5.1f%% of copy%n",
@@ -129,12 +131,13 @@ final class BenchGpuCommand implements Callable<Integer> {
         pinned.add(three.allocatePinned(spec.byteLength()).put(pattern.duplicate()).flip());
         pageable.add(ByteBuffer.allocateDirect((int) spec.byteLength()).put(pattern.duplicate()).flip());
       }
+      CudaTimings copies = new CudaTimings(three);
       double gb = count * spec.byteLength() / 1e9;
       System.out.printf(Locale.ROOT, "end to end: %d tensors of 8192 x 8192 BF16 = %.2f GB%n", count, gb);
       for (int round = 0; round < 2; round++) { // the first round warms up; the second is reported
         double h2d = 0;
         for (ByteBuffer b : pinned) {
-          h2d += three.timeHostToDevice(b);
+          h2d += copies.hostToDevice(b);
         }
         String[] labels = {"fp8-block, 3 slots, pinned", "fp8-block, 1 slot, pinned",
             "fp8-block, 4 slots, pinned",

@@ -2,6 +2,7 @@ package dev.weightsync.server.quant;
 
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.server.quant.cuda.CudaQuantizer;
 import java.util.logging.Logger;
 
 /** Chooses the quantizer for {@code --device auto|cpu|cuda[:N]}. */

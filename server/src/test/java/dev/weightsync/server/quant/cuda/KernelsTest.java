@@ -1,4 +1,4 @@
-package dev.weightsync.server.quant;
+package dev.weightsync.server.quant.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -7,6 +7,7 @@ import dev.weightsync.core.checkpoint.CheckpointComparison;
 import dev.weightsync.core.checkpoint.CheckpointConverter;
 import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.Format;
+import dev.weightsync.server.quant.Quantizers;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -25,7 +26,7 @@ class KernelsTest {
     sha.update(Files.readAllBytes(Path.of("src/main/cuda/nvcc-flags")));
     sha.update(Files.readAllBytes(Path.of("src/main/cuda/quantize.cu")));
     String hash = HexFormat.of().formatHex(sha.digest());
-    String ptx = new String(CudaQuantizer.ptx(), StandardCharsets.UTF_8);
+    String ptx = new String(CudaContext.ptx(), StandardCharsets.UTF_8);
     assertThat(ptx.lines().findFirst().orElse(""))
         .as("kernels/quantize.ptx is stale: run server/src/main/cuda/build-ptx.sh (needs nvcc)")
         .isEqualTo("// weightsync-source-sha256: " + hash);

@@ -1,4 +1,4 @@
-package dev.weightsync.server.quant;
+package dev.weightsync.server.quant.cuda;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -12,6 +12,6 @@ class CudaUuidTest {
     for (int i = 0; i < 16; i++) {
       b[i] = (byte) (0xF0 + i);
     }
-    assertThat(CudaQuantizer.formatUuid(b)).isEqualTo("GPU-f0f1f2f3-f4f5-f6f7-f8f9-fafbfcfdfeff");
+    assertThat(CudaContext.formatUuid(b)).isEqualTo("GPU-f0f1f2f3-f4f5-f6f7-f8f9-fafbfcfdfeff");
   }
 }

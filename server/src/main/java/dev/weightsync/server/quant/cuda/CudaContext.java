@@ -1,0 +1,236 @@
+package dev.weightsync.server.quant.cuda;
+
+import static jcuda.driver.JCudaDriver.cuCtxCreate;
+import static jcuda.driver.JCudaDriver.cuCtxDestroy;
+import static jcuda.driver.JCudaDriver.cuDeviceGet;
+import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
+import static jcuda.driver.JCudaDriver.cuDeviceGetName;
+import static jcuda.driver.JCudaDriver.cuDeviceGetUuid;
+import static jcuda.driver.JCudaDriver.cuInit;
+import static jcuda.driver.JCudaDriver.cuMemAlloc;
+import static jcuda.driver.JCudaDriver.cuMemAllocHost;
+import static jcuda.driver.JCudaDriver.cuMemFreeHost;
+import static jcuda.driver.JCudaDriver.cuMemHostGetFlags;
+import static jcuda.driver.JCudaDriver.cuModuleLoadData;
+
+import dev.weightsync.server.quant.GpuFailureException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import jcuda.CudaException;
+import jcuda.Pointer;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUuuid;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * One GPU's CUDA context and the one thread that owns it: every CUDA call of the quantizer runs
+ * there ({@link #call}), as a context is current on one thread. Also the device's name and UUID,
+ * the kernels' module, and page-locked host memory handed out to callers.
+ */
+final class CudaContext implements AutoCloseable {
+
+  private final ExecutorService owner = Executors.newSingleThreadExecutor(r -> {
+    Thread t = new Thread(r, "weightsync-cuda");
+    t.setDaemon(true);
+    return t;
+  });
+  private final int ordinal;
+  /** Pinned memory handed out by {@link #allocatePinned}, freed on close. */
+  private final List<Pointer> userPinned = new ArrayList<>();
+  private String deviceName;
+  private String gpuUuid;
+  private CUcontext context;
+  private CUmodule module;
+
+  /**
+   * Opens device {@code ordinal} and loads the kernels' PTX.
+   *
+   * @throws RuntimeException (a CUDA error as {@link GpuFailureException}) when there is no such
+   *     device or the driver refuses; the caller closes this then
+   */
+  CudaContext(int ordinal) {
+    this.ordinal = ordinal;
+    call(this::open);
+  }
+
+  private Void open() {
+    JCudaDriver.setExceptionsEnabled(true);
+    cuInit(0);
+    int[] count = new int[1];
+    cuDeviceGetCount(count);
+    if (ordinal >= count[0]) {
+      throw new IllegalStateException("no CUDA device " + ordinal + " (" + count[0] + " present)");
+    }
+    CUdevice device = new CUdevice();
+    cuDeviceGet(device, ordinal);
+    byte[] name = new byte[256];
+    cuDeviceGetName(name, name.length, device);
+    deviceName = new String(name, StandardCharsets.US_ASCII).trim().replace("\0", "");
+    CUuuid uuid = new CUuuid();
+    cuDeviceGetUuid(uuid, device);
+    gpuUuid = formatUuid(uuid.bytes);
+    CUcontext created = new CUcontext();
+    cuCtxCreate(created, 0, device); // current on this (the owner) thread from now on
+    context = created;
+    module = new CUmodule();
+    cuModuleLoadData(module, ptx());
+    return null;
+  }
+
+  /** The PTX shipped in the jar ({@code kernels/quantize.ptx}), NUL-terminated for the driver. */
+  static byte[] ptx() {
+    try (InputStream in = CudaContext.class.getResourceAsStream("/kernels/quantize.ptx")) {
+      if (in == null) {
+        throw new IllegalStateException("kernels/quantize.ptx is missing from the classpath;"
+            + " rebuild with ./mvnw package (server/src/main/cuda/build-ptx.sh)");
+      }
+      byte[] text = in.readAllBytes();
+      return Arrays.copyOf(text, text.length + 1);
+    } catch (IOException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** CUDA's spelling of a device UUID, as nvidia-smi -L prints it. */
+  static String formatUuid(byte[] b) {
+    StringBuilder s = new StringBuilder("GPU-");
+    for (int i = 0; i < 16; i++) {
+      if (i == 4 || i == 6 || i == 8 || i == 10) {
+        s.append('-');
+      }
+      s.append(String.format("%02x", b[i] & 0xFF));
+    }
+    return s.toString();
+  }
+
+  int ordinal() {
+    return ordinal;
+  }
+
+  String deviceName() {
+    return deviceName;
+  }
+
+  String gpuUuid() {
+    return gpuUuid;
+  }
+
+  /** The kernels' module; owner thread only. */
+  CUmodule module() {
+    return module;
+  }
+
+  /**
+   * Runs {@code c} on the thread that owns the context. A CUDA error becomes a
+   * {@link GpuFailureException}; anything else is rethrown unchanged.
+   */
+  <T> T call(Callable<T> c) {
+    try {
+      return owner.submit(c).get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while waiting for the GPU", e);
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof CudaException ce) {
+        throw new GpuFailureException("CUDA error on cuda:" + ordinal + ": " + ce.getMessage(), ce);
+      }
+      throw CudaContext.<RuntimeException>sneaky(e.getCause());
+    }
+  }
+
+  /** Rethrows {@code t} as it is, checked or not. */
+  @SuppressWarnings("unchecked")
+  static <E extends Throwable> E sneaky(Throwable t) throws E {
+    throw (E) t;
+  }
+
+  /** Device memory; owner thread only. */
+  static CUdeviceptr alloc(long bytes) {
+    CUdeviceptr p = new CUdeviceptr();
+    cuMemAlloc(p, bytes);
+    return p;
+  }
+
+  /** Page-locked host memory at {@code p}, as a little-endian buffer; owner thread only. */
+  static ByteBuffer pinned(Pointer p, long bytes) {
+    cuMemAllocHost(p, bytes);
+    return p.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
+  }
+
+  /** Page-locked host memory for a caller, freed on close. */
+  ByteBuffer allocatePinned(long bytes) {
+    return call(() -> {
+      Pointer p = new Pointer();
+      ByteBuffer b = pinned(p, bytes);
+      synchronized (userPinned) {
+        userPinned.add(p);
+      }
+      return b;
+    });
+  }
+
+  /** Whether {@code window} lies in page-locked memory (the device can read it directly). */
+  boolean isPinned(ByteBuffer window) {
+    if (!window.isDirect()) {
+      return false;
+    }
+    return call(() -> {
+      try {
+        cuMemHostGetFlags(new int[1], Pointer.to(window.slice()));
+        return true;
+      } catch (CudaException e) {
+        return false; // pageable memory (a heap copy, a mapped file)
+      }
+    });
+  }
+
+  /** Whether the context was created (close frees it then). */
+  boolean opened() {
+    return context != null;
+  }
+
+  /**
+   * Frees the callers' pinned memory and destroys the context (which reclaims whatever else is
+   * left), then stops the owner thread. Run what must be freed first with {@link #call} before.
+   */
+  @Override
+  public void close() {
+    try {
+      if (context != null) {
+        call(() -> {
+          synchronized (userPinned) {
+            for (Pointer p : userPinned) {
+              quietly(() -> cuMemFreeHost(p));
+            }
+          }
+          quietly(() -> cuCtxDestroy(context));
+          return null;
+        });
+      }
+    } finally {
+      owner.shutdownNow();
+    }
+  }
+
+  /** Runs a CUDA call at close, where a broken context refuses calls and that is fine. */
+  static void quietly(Runnable cudaCall) {
+    try {
+      cudaCall.run();
+    } catch (CudaException e) {
+      // closing: a broken context refuses the calls, and destroying it reclaims the memory
+    }
+  }
+}
