@@ -4,7 +4,6 @@ import static dev.weightsync.it.RawStream.chunk;
 import static dev.weightsync.it.RawStream.commit;
 import static dev.weightsync.it.RawStream.header;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.weightsync.core.quant.Bf16;
 import dev.weightsync.proto.v1.EngineOutcome;

@@ -7,7 +7,6 @@ import dev.weightsync.core.checkpoint.CheckpointWriter;
 import dev.weightsync.core.quant.Bf16;
 import dev.weightsync.core.tensor.DType;
 import dev.weightsync.core.tensor.TensorSpec;
-import java.io.IOException;
 import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import com.google.protobuf.ByteString;
 import dev.weightsync.cli.engine.StandInEngine;
 import dev.weightsync.client.WeightSyncClient;
 import dev.weightsync.core.checkpoint.CheckpointFolder;

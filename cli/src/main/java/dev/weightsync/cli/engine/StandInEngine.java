@@ -10,14 +10,10 @@ import dev.weightsync.core.checkpoint.CheckpointFolder;
 import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.server.HttpServers;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 
@@ -25,7 +21,7 @@ import java.util.concurrent.Executors;
  * An SGLang-compatible stand-in engine: the HTTP routes and JSON of docs/engines.md, for the demo
  * and the tests. It records every call, tracks whether generation is paused and which weight
  * version it serves, really opens and reads the folder it is told to load (with {@code core}),
- * and can be told to misbehave (see {@link Faults} and {@link RouteFault}).
+ * and can be told to misbehave (see {@link Faults} and {@link RouteFault}; {@link Reply} for how it answers).
  *
  * <p>Like SGLang it runs update calls one at a time, and changes its reported weight_version only
  * when a load succeeds: after a failed load it still reports the old label over weights that may
@@ -41,19 +37,6 @@ public final class StandInEngine implements AutoCloseable {
 
   /** One recorded call. */
   public record Call(String method, String route, JsonNode body) {}
-
-  /** What the engine has been told to do wrong; counts go down as faults are served. */
-  public static final class Faults {
-    public boolean sessionRoutes404;
-    public int loadFailures;
-    public int flush400;
-    public long slowMillis;
-    public boolean loadFailsForever;
-    /** How long a load takes (while it holds the update lock). */
-    public long loadMillis;
-    /** Faults by route ({@code /update_weights_from_disk} ...). */
-    public final Map<String, RouteFault> routes = new HashMap<>();
-  }
 
   private final HttpServer server;
   private final ExecutorService handlers;
@@ -184,7 +167,7 @@ public final class StandInEngine implements AutoCloseable {
       }
       if (adminKey != null && !("Bearer " + adminKey).equals(
           ex.getRequestHeaders().getFirst("Authorization")) && !route.equals("/health")) {
-        reply(ex, 401, JSON.createObjectNode().put("error", "missing or wrong admin API key"));
+        Reply.json(ex, 401, JSON.createObjectNode().put("error", "missing or wrong admin API key"));
         return;
       }
       if (slow > 0) {
@@ -193,12 +176,12 @@ public final class StandInEngine implements AutoCloseable {
       if (fault != null) {
         faulty(ex, route, body, fault);
       } else {
-        route((status, json) -> reply(ex, status, json), route, body);
+        route((status, json) -> Reply.json(ex, status, json), route, body);
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } catch (IOException | RuntimeException e) {
-      reply(ex, 500, JSON.createObjectNode().put("error", String.valueOf(e.getMessage())));
+      Reply.json(ex, 500, JSON.createObjectNode().put("error", String.valueOf(e.getMessage())));
     } finally {
       active.decrementAndGet();
     }
@@ -217,7 +200,7 @@ public final class StandInEngine implements AutoCloseable {
       default -> { }
     }
     if (f.workDone()) {
-      DiscardingReply late = new DiscardingReply(ex, f);
+      Reply.Late late = new Reply.Late(ex, f);
       route(late, route, body);
       late.finish();
       return;
@@ -228,10 +211,10 @@ public final class StandInEngine implements AutoCloseable {
       }
     }
     switch (f.kind()) {
-      case HTTP_400 -> reply(ex, 400, JSON.createObjectNode().put("error", "injected 400"));
-      case SUCCESS_FALSE -> reply(ex, 200, JSON.createObjectNode().put("success", false)
+      case HTTP_400 -> Reply.json(ex, 400, JSON.createObjectNode().put("error", "injected 400"));
+      case SUCCESS_FALSE -> Reply.json(ex, 200, JSON.createObjectNode().put("success", false)
           .put("message", "injected success:false"));
-      default -> reply(ex, 500, JSON.createObjectNode().put("error", "injected 500"));
+      default -> Reply.json(ex, 500, JSON.createObjectNode().put("error", "injected 500"));
     }
   }
 
@@ -358,9 +341,9 @@ public final class StandInEngine implements AutoCloseable {
           ArrayNode a = JSON.createArrayNode();
           calls.forEach(c -> a.addObject().put("method", c.method()).put("route", c.route())
               .set("body", c.body()));
-          reply(ex, 200, a);
+          Reply.json(ex, 200, a);
         }
-        case "/_state" -> reply(ex, 200, JSON.createObjectNode().put("paused", paused)
+        case "/_state" -> Reply.json(ex, 200, JSON.createObjectNode().put("paused", paused)
             .put("weight_version", weightVersion).put("model_path", modelPath)
             .put("loaded_tensors", loadedTensors).put("loaded_bytes", loadedBytes)
             .put("mixed", sessionOpen || partialLoad).put("violations", violations));
@@ -374,62 +357,9 @@ public final class StandInEngine implements AutoCloseable {
           body.path("routes").properties().forEach(kv -> faults.routes.put(kv.getKey(),
               RouteFault.of(kv.getValue().path("kind").asText(), kv.getValue().path("count")
                   .asInt(1), kv.getValue().path("ms").asLong(0))));
-          reply(ex, 200, JSON.createObjectNode());
+          Reply.json(ex, 200, JSON.createObjectNode());
         }
-        default -> reply(ex, 404, JSON.createObjectNode());
-      }
-    }
-  }
-
-  /** Where a route's answer goes. */
-  private interface Reply {
-    void send(int status, JsonNode body) throws IOException;
-  }
-
-  private static void reply(HttpExchange ex, int status, JsonNode body) throws IOException {
-    byte[] bytes = JSON.writeValueAsBytes(body);
-    ex.getResponseHeaders().set("Content-Type", "application/json");
-    ex.sendResponseHeaders(status, bytes.length);
-    try (OutputStream out = ex.getResponseBody()) {
-      out.write(bytes);
-    }
-  }
-
-  /**
-   * The answer of work done under a GARBAGE, DROP or SLOW fault: kept while the route runs (under
-   * the engine's locks), sent the faulty way by {@link #finish} once it has returned.
-   */
-  private static final class DiscardingReply implements Reply {
-    private final HttpExchange ex;
-    private final RouteFault fault;
-    private int status;
-    private JsonNode body;
-
-    DiscardingReply(HttpExchange ex, RouteFault fault) {
-      this.ex = ex;
-      this.fault = fault;
-    }
-
-    @Override
-    public void send(int status, JsonNode body) {
-      this.status = status;
-      this.body = body;
-    }
-
-    void finish() throws IOException, InterruptedException {
-      switch (fault.kind()) {
-        case DROP -> ex.close(); // no status line: the caller sees the connection end
-        case GARBAGE -> {
-          byte[] garbage = "<html>502 Bad Gateway".getBytes(StandardCharsets.UTF_8);
-          ex.sendResponseHeaders(200, garbage.length);
-          try (OutputStream out = ex.getResponseBody()) {
-            out.write(garbage);
-          }
-        }
-        default -> { // SLOW: the work is done; the answer comes late
-          Thread.sleep(fault.millis());
-          reply(ex, status, body);
-        }
+        default -> Reply.json(ex, 404, JSON.createObjectNode());
       }
     }
   }

@@ -8,7 +8,6 @@ import dev.weightsync.core.Golden;
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.QuantScheme;
-import dev.weightsync.core.safetensors.SafetensorsFile;
 import dev.weightsync.core.tensor.TensorSpec;
 import java.io.IOException;
 import java.nio.ByteBuffer;
