@@ -3,8 +3,6 @@ package dev.weightsync.server;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
 import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.Quantizer;
@@ -43,20 +41,14 @@ import dev.weightsync.server.stage.StagingArea;
 import dev.weightsync.server.stage.StagingSpace;
 import dev.weightsync.server.security.Caller;
 import io.grpc.ServerBuilder;
-import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
-import io.grpc.protobuf.services.HealthStatusManager;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
-import java.io.OutputStream;
-import java.net.InetSocketAddress;
 import java.time.Duration;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import java.util.logging.Logger;
@@ -73,7 +65,7 @@ public final class Sidecar implements AutoCloseable {
   private final Quantizer quantizer;
   private final VersionCoordinator coordinator;
   private final ExecutorService workers;
-  private final HealthStatusManager health = new HealthStatusManager();
+  private final Readiness readiness;
   private final GrpcListeners listeners;
   private final StagingArea staging;
   /** The staging filesystem's space, reserved by the parts being received. */
@@ -87,14 +79,9 @@ public final class Sidecar implements AutoCloseable {
   /** The engine-side sidecars, on a trainer-side sidecar; else null. */
   private final RelayTargets relay;
   private final WeightSyncService service;
-  private HttpServer http;
-  private boolean closing;
-  private final java.util.concurrent.ScheduledExecutorService readinessTimer =
-      Executors.newSingleThreadScheduledExecutor(r -> {
-        Thread t = new Thread(r, "weightsync-readiness");
-        t.setDaemon(true);
-        return t;
-      });
+  /** The metrics port, once started; null when disabled. */
+  private OpsHttp http;
+  private volatile String shutdownReport = "";
   /** The gRPC health service name that reports readiness. */
   public static final String SERVICE = "weightsync.v1.WeightSync";
 
@@ -133,6 +120,7 @@ public final class Sidecar implements AutoCloseable {
           config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff(), ledger));
     }
     this.engines = List.copyOf(engines);
+    this.readiness = new Readiness(this.engines);
     boolean trainerSide = config.role().equals("trainer");
     EngineSet deliverTo = EngineSet.of(engines);
     if (trainerSide) {
@@ -176,7 +164,7 @@ public final class Sidecar implements AutoCloseable {
     coordinator.events(metrics);
     for (EngineAdapter e : engines) {
       metrics.engineState(e.name(),
-          () -> unreachable.contains(e.name()) ? EngineState.UNREACHABLE : e.state().state());
+          () -> readiness.unreachable(e.name()) ? EngineState.UNREACHABLE : e.state().state());
     }
     io.micrometer.core.instrument.Gauge.builder("weightsync.staging.reserved.bytes", space,
         StagingSpace::pending).description("Staging bytes reserved by parts being received and"
@@ -192,7 +180,7 @@ public final class Sidecar implements AutoCloseable {
         new IngestLimits(config.maxOpenTensors(), config.maxTensorBytes(), config.maxVersionBytes(),
             config.maxTensors(), config.maxStreams(), config.maxStreamsPerCaller()),
         space, workers, config.role(), choice::note, metrics, config.headerTimeout(),
-        config.partTimeout(), this::unreachableEngines);
+        config.partTimeout(), readiness::unreachableNow);
     tls = config.tlsCert() == null ? null : new ServerTls(config.tlsCert(), config.tlsKey(),
         config.tlsClientCa(), config.tlsReload());
     BearerTokenInterceptor auth = config.authTokenFile() == null ? null
@@ -205,12 +193,13 @@ public final class Sidecar implements AutoCloseable {
       b.intercept(new MetricCollectingServerInterceptor(registry))
           .maxInboundMessageSize(WireLimits.MAX_MESSAGE_BYTES)
           .addService(service)
-          .addService(health.getHealthService())
+          .addService(readiness.health().getHealthService())
           .addService(ProtoReflectionServiceV1.newInstance());
     };
     this.listeners = server != null ? GrpcListeners.of(server, services)
         : new GrpcListeners(config.listenAddresses(), tls == null ? null : tls.credentials(),
-            services);  }
+            services);
+  }
 
   /** A bind failure said as such, naming the port and its option; other failures unchanged. */
   private static IOException inUse(IOException e, String what) {
@@ -233,52 +222,13 @@ public final class Sidecar implements AutoCloseable {
     }
     if (config.metricsPort() >= 0) {
       try {
-        http = HttpServers.create(new InetSocketAddress(config.metricsPort()));
+        http = new OpsHttp(config.metricsPort(), readiness, registry);
       } catch (IOException e) {
         listeners.shutdownNow();
         throw inUse(e, "the metrics port " + config.metricsPort() + " (--metrics-port; -1 disables it)");
       }
-      http.createContext("/healthz", ex -> respond(ex, 200, "ok\n", "text/plain"));
-      http.createContext("/readyz", ex -> {
-        String problem = refreshReadiness();
-        respond(ex, problem == null ? 200 : 503, problem == null ? "ready\n" : problem + "\n",
-            "text/plain");
-      });
-      http.createContext("/metrics", ex -> respond(ex, 200, registry.scrape(),
-          "text/plain; version=0.0.4; charset=utf-8"));
-      http.start();
     }
-    // Engines a previous run of this sidecar left paused or possibly mixed (it died mid-update):
-    // recovered on their own threads before this sidecar reports ready; a version arriving
-    // meanwhile waits for its engine (one session or recovery at a time per engine).
-    List<Thread> recoveries = new ArrayList<>();
-    for (EngineAdapter e : engines) {
-      if (e instanceof SglangAdapter sglang) {
-        recoveries.add(new Thread(() -> sglang.recover(staging::newest), "weightsync-recovery"));
-      }
-    }
-    recovering = recoveries.size();
-    for (Thread t : recoveries) {
-      t.setDaemon(true);
-      t.start();
-    }
-    Thread watch = new Thread(() -> {
-      for (Thread t : recoveries) {
-        try {
-          t.join();
-        } catch (InterruptedException ie) {
-          return;
-        }
-      }
-      recovering = 0;
-      refreshReadiness();
-    }, "weightsync-recovery-watch");
-    watch.setDaemon(true);
-    watch.start();
-    // "" is liveness (serving while the process runs); the service name is readiness.
-    health.setStatus("", ServingStatus.SERVING);
-    refreshReadiness();
-    readinessTimer.scheduleWithFixedDelay(this::refreshReadiness, 5, 5, TimeUnit.SECONDS);
+    readiness.start(staging);
     LOG.info(() -> "weightsync serving " + scheme.format() + " on " + listenersText() + " ("
         + quantizer.device() + ", role " + config.role() + ", "
         + (tls == null ? "plaintext" : (config.tlsClientCa() == null ? "TLS" : "mutual TLS")
@@ -288,50 +238,9 @@ public final class Sidecar implements AutoCloseable {
     return this;
   }
 
-  private static void respond(HttpExchange ex, int status, String body, String type)
-      throws IOException {
-    byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-    ex.getResponseHeaders().set("Content-Type", type);
-    ex.sendResponseHeaders(status, bytes.length);
-    try (OutputStream out = ex.getResponseBody()) {
-      out.write(bytes);
-    }
-  }
-
-  /** Engines not answering their health check, checked now (status shows them UNREACHABLE). */
-  private java.util.Set<String> unreachableEngines() {
-    refreshReadiness();
-    return unreachable;
-  }
-
-  private volatile java.util.Set<String> unreachable = java.util.Set.of();
-
-  private volatile String shutdownReport = "";
-
   /** What {@link #close} had to do beyond a clean stop (empty when nothing), for the log. */
   public String shutdownReport() {
     return shutdownReport;
-  }
-
-  /** Engines whose recovery after a restart has not finished (not ready until it has). */
-  private volatile int recovering;
-
-  /**
-   * Null when ready: the quantizer is up (it is, once constructed), no engine is being recovered
-   * and every engine answers its health check; else what is not ready.
-   */
-  private synchronized String refreshReadiness() {
-    if (closing) {
-      return "shutting down";
-    }
-    if (recovering > 0) {
-      health.setStatus(SERVICE, ServingStatus.NOT_SERVING);
-      return "recovering engines left paused by this sidecar before it restarted";
-    }
-    List<String> down = engines.stream().filter(e -> !e.healthy()).map(EngineAdapter::name).toList();
-    unreachable = java.util.Set.copyOf(down);
-    health.setStatus(SERVICE, down.isEmpty() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
-    return down.isEmpty() ? null : "engines not answering /health: " + down;
   }
 
   private double stagingBytes() {
@@ -367,7 +276,7 @@ public final class Sidecar implements AutoCloseable {
   }
 
   public int httpPort() {
-    return http == null ? -1 : http.getAddress().getPort();
+    return http == null ? -1 : http.port();
   }
 
   public QuantScheme scheme() {
@@ -390,11 +299,7 @@ public final class Sidecar implements AutoCloseable {
   @Override
   public void close() {
     long deadline = System.nanoTime() + config.shutdownGrace().toNanos();
-    synchronized (this) {
-      closing = true;
-    }
-    readinessTimer.shutdownNow();
-    health.enterTerminalState();
+    readiness.close();
     listeners.shutdown();
     try {
       if (!listeners.awaitTermination(config.shutdownGrace().toMillis())) {
@@ -406,7 +311,7 @@ public final class Sidecar implements AutoCloseable {
       listeners.shutdownNow();
     }
     if (http != null) {
-      http.stop(0);
+      http.close();
     }
     shutdownReport = coordinator.close(Duration.ofNanos(Math.max(0, deadline - System.nanoTime())));
     service.close();
