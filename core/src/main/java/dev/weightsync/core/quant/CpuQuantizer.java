@@ -96,17 +96,17 @@ public final class CpuQuantizer implements Quantizer {
     for (long b = 0; b < bands; b++) {
       long r0 = b * Fp8BlockKernel.BLOCK;
       int rows = (int) Math.min(Fp8BlockKernel.BLOCK, n - r0);
-      long band = b;
       tasks.add(() -> {
         ByteBuffer src = source.window(r0 * k * esize, rows * k * esize);
         byte[] q = new byte[rows * k];
         float[] scales = new float[blockCols];
         QuantError e = Fp8BlockKernel.quantizeBand(in.name(), r0 * k, src, in.dtype(), rows, k,
             plan.ue8m0(), q, scales, fp8Scratch.get());
-        sink.write(qName, r0 * k, ByteBuffer.wrap(q));
+        long[] at = OutputLayout.offsetsAtRow(plan, r0);
+        sink.write(qName, at[0], ByteBuffer.wrap(q));
         ByteBuffer s = ByteBuffer.allocate(4 * blockCols).order(ByteOrder.LITTLE_ENDIAN);
         s.asFloatBuffer().put(scales);
-        sink.write(scaleName, band * blockCols * 4L, s);
+        sink.write(scaleName, at[1], s);
         return e;
       });
     }
@@ -132,17 +132,18 @@ public final class CpuQuantizer implements Quantizer {
         short[] scales = new short[rows * (k / g)];
         QuantError e = Int4GroupKernel.quantizeRows(in.name(), first * k, src, in.dtype(), rows,
             k, g, packed, scales, new Int4GroupKernel.Scratch(k));
+        long[] at = OutputLayout.offsetsAtRow(plan, first);
         ByteBuffer p = ByteBuffer.allocate(4 * packed.length).order(ByteOrder.LITTLE_ENDIAN);
         p.asIntBuffer().put(packed);
-        sink.write(outs.get(0).name(), first * (k / 8) * 4L, p);
+        sink.write(outs.get(0).name(), at[0], p);
         ByteBuffer s = ByteBuffer.allocate(2 * scales.length).order(ByteOrder.LITTLE_ENDIAN);
         s.asShortBuffer().put(scales);
-        sink.write(outs.get(1).name(), first * (k / g) * 2L, s);
+        sink.write(outs.get(1).name(), at[1], s);
         return e;
       });
     }
     QuantError error = runInOrder(tasks);
-    sink.write(outs.get(2).name(), 0, plan.shapeTensor());
+    OutputLayout.writeWholeTensorOutputs(plan, sink);
     return error;
   }
 

@@ -26,18 +26,9 @@ public final class RowBand {
     this.firstRow = firstRow;
     TensorSpec in = whole.input();
     TensorSpec band = TensorSpec.of(in.name(), in.dtype(), rows, in.cols());
-    long k = in.cols();
-    if (whole instanceof TensorPlan.Fp8Block p) {
-      piece = new TensorPlan.Fp8Block(band, p.ue8m0());
-      long blockCols = (k + TensorPlan.Fp8Block.BLOCK - 1) / TensorPlan.Fp8Block.BLOCK;
-      outputOffsets = new long[] {
-          firstRow * k, firstRow / TensorPlan.Fp8Block.BLOCK * blockCols * 4};
-    } else if (whole instanceof TensorPlan.Int4Group p) {
-      piece = new TensorPlan.Int4Group(band, p.groupSize());
-      outputOffsets = new long[] {firstRow * (k / 8) * 4, firstRow * (k / p.groupSize()) * 2, -1};
-    } else {
-      throw new IllegalArgumentException(in.name() + " is copied whole, not in row bands");
-    }
+    outputOffsets = OutputLayout.offsetsAtRow(whole, firstRow);
+    piece = whole instanceof TensorPlan.Fp8Block p ? new TensorPlan.Fp8Block(band, p.ue8m0())
+        : new TensorPlan.Int4Group(band, ((TensorPlan.Int4Group) whole).groupSize());
   }
 
   /**
@@ -100,8 +91,6 @@ public final class RowBand {
 
   /** Writes what belongs to the whole tensor rather than a band: INT4's {@code weight_shape}. */
   public static void finish(TensorPlan plan, TensorSink sink) throws java.io.IOException {
-    if (plan instanceof TensorPlan.Int4Group p) {
-      sink.write(p.outputs().get(2).name(), 0, p.shapeTensor());
-    }
+    OutputLayout.writeWholeTensorOutputs(plan, sink);
   }
 }

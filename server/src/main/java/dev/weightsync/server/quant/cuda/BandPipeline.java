@@ -8,6 +8,7 @@ import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
 import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 
 import dev.weightsync.core.quant.NonFiniteScan;
+import dev.weightsync.core.quant.OutputLayout;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.tensor.TensorSink;
@@ -119,9 +120,7 @@ final class BandPipeline {
         slots.giveBack(b.slot());
       }
     }
-    if (plan instanceof TensorPlan.Int4Group g) {
-      sink.write(plan.outputs().get(2).name(), 0, g.shapeTensor());
-    }
+    OutputLayout.writeWholeTensorOutputs(plan, sink);
     return total;
   }
 
@@ -218,17 +217,9 @@ final class BandPipeline {
       }
       QuantError e = Kernels.partials(s, b.blocks(), b.rows() * k, slots.partialsCapacity());
       List<TensorSpec> outs = plan.outputs();
-      if (plan instanceof TensorPlan.Fp8Block) {
-        long blockCols = (k + Kernels.BLOCK - 1) / Kernels.BLOCK;
-        sink.write(outs.get(0).name(), b.row0() * k, s.out.slice(0, (int) b.outBytes()));
-        sink.write(outs.get(1).name(), (b.row0() / Kernels.BLOCK) * blockCols * 4,
-            s.scales.slice(0, (int) b.scaleBytes()));
-      } else {
-        int g = ((TensorPlan.Int4Group) plan).groupSize();
-        sink.write(outs.get(0).name(), b.row0() * k / 2, s.out.slice(0, (int) b.outBytes()));
-        sink.write(outs.get(1).name(), b.row0() * (k / g) * 2,
-            s.scales.slice(0, (int) b.scaleBytes()));
-      }
+      long[] at = OutputLayout.offsetsAtRow(plan, b.row0());
+      sink.write(outs.get(0).name(), at[0], s.out.slice(0, (int) b.outBytes()));
+      sink.write(outs.get(1).name(), at[1], s.scales.slice(0, (int) b.scaleBytes()));
       return e;
     } finally {
       slots.giveBack(s);
