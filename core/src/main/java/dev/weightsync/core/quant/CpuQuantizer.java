@@ -4,7 +4,6 @@ import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
@@ -187,7 +186,7 @@ public final class CpuQuantizer implements Quantizer {
       }
     }
     if (failure != null) {
-      throw rethrow(failure);
+      throw Failures.rethrow(failure);
     }
     return total;
   }
@@ -214,29 +213,8 @@ public final class CpuQuantizer implements Quantizer {
     try {
       return task.call();
     } catch (Exception e) {
-      throw rethrow(e);
+      throw Failures.rethrow(e);
     }
-  }
-
-  /**
-   * What a failed task threw, as {@link Quantizer#quantize} throws it: an IOException (also out
-   * of an UncheckedIOException) is returned for the caller to throw; runtime exceptions and errors
-   * are rethrown as they are; anything else is wrapped in an IOException.
-   */
-  static IOException rethrow(Throwable t) {
-    if (t instanceof IOException io) {
-      return io;
-    }
-    if (t instanceof UncheckedIOException u) {
-      return u.getCause();
-    }
-    if (t instanceof RuntimeException r) {
-      throw r;
-    }
-    if (t instanceof Error err) {
-      throw err;
-    }
-    return new IOException(t);
   }
 
   @Override

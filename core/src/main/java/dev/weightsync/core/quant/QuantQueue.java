@@ -128,8 +128,7 @@ public final class QuantQueue {
       Thread.currentThread().interrupt();
       throw new IOException("interrupted while waiting for the quantizer", e);
     } catch (ExecutionException | CompletionException e) {
-      Throwable c = e.getCause() instanceof CompletionException ce ? ce.getCause() : e.getCause();
-      throw CpuQuantizer.rethrow(c);
+      throw Failures.rethrow(e);
     }
   }
 }

@@ -80,7 +80,7 @@ public final class RowBand {
       if (failure == null) {
         return error;
       }
-      Throwable cause = failure instanceof CompletionException c ? c.getCause() : failure;
+      Throwable cause = Failures.cause(failure);
       if (cause instanceof NonFiniteWeightException n) {
         throw new NonFiniteWeightException(n.tensor(),
             firstRow * whole.input().cols() + n.elementIndex(), n.value());

@@ -1,5 +1,6 @@
 package dev.weightsync.server.quant;
 
+import dev.weightsync.core.quant.Failures;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
@@ -7,7 +8,6 @@ import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import java.io.IOException;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.logging.Logger;
 
 /**
@@ -68,7 +68,7 @@ public final class FallbackQuantizer implements Quantizer {
       return cpu.quantizeAsync(plan, source, sink);
     }
     return gpu.quantizeAsync(plan, source, sink).exceptionallyCompose(t -> {
-      Throwable c = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+      Throwable c = Failures.cause(t);
       if (!(c instanceof GpuFailureException g)) {
         return CompletableFuture.failedFuture(c);
       }

@@ -13,6 +13,7 @@ import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemHostGetFlags;
 import static jcuda.driver.JCudaDriver.cuModuleLoadData;
 
+import dev.weightsync.core.quant.Failures;
 import dev.weightsync.server.quant.GpuFailureException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -147,14 +148,8 @@ final class CudaContext implements AutoCloseable {
       if (e.getCause() instanceof CudaException ce) {
         throw new GpuFailureException("CUDA error on cuda:" + ordinal + ": " + ce.getMessage(), ce);
       }
-      throw CudaContext.<RuntimeException>sneaky(e.getCause());
+      throw Failures.unchecked(e);
     }
-  }
-
-  /** Rethrows {@code t} as it is, checked or not. */
-  @SuppressWarnings("unchecked")
-  static <E extends Throwable> E sneaky(Throwable t) throws E {
-    throw (E) t;
   }
 
   /** Device memory; owner thread only. */

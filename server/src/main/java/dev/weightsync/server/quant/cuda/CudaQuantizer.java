@@ -3,6 +3,7 @@ package dev.weightsync.server.quant.cuda;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
 
 import dev.weightsync.core.quant.CpuQuantizer;
+import dev.weightsync.core.quant.Failures;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
@@ -134,10 +135,7 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
     try {
       return quantizeAsync(plan, source, sink).join();
     } catch (CompletionException e) {
-      if (e.getCause() instanceof IOException io) {
-        throw io;
-      }
-      throw CudaContext.<RuntimeException>sneaky(e.getCause());
+      throw Failures.rethrow(e);
     }
   }
 
@@ -202,11 +200,8 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
           failure = failure == null ? e.getCause() : failure;
         }
       }
-      if (failure instanceof IOException io) {
-        throw io;
-      }
       if (failure != null) {
-        throw CudaContext.<RuntimeException>sneaky(failure);
+        throw Failures.rethrow(failure);
       }
       return total;
     }
