@@ -176,7 +176,7 @@ public final class Sidecar implements AutoCloseable {
           + " (0 between parts)").register(registry);
     }
     this.service = new WeightSyncService(coordinator, quantizer,
-        new TensorSelector(scheme), WeightSyncService.toProto(scheme.format()),
+        new TensorSelector(scheme), ProtoMapping.format(scheme.format()),
         new IngestLimits(config.maxOpenTensors(), config.maxTensorBytes(), config.maxVersionBytes(),
             config.maxTensors(), config.maxStreams(), config.maxStreamsPerCaller()),
         space, workers, config.role(), choice::note, metrics, config.headerTimeout(),

@@ -3,7 +3,6 @@ package dev.weightsync.server.ingest;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.proto.v1.BucketDone;
-import dev.weightsync.proto.v1.EngineResult;
 import dev.weightsync.proto.v1.EngineStatus;
 import dev.weightsync.proto.v1.Format;
 import dev.weightsync.proto.v1.GetStatusRequest;
@@ -14,6 +13,7 @@ import dev.weightsync.proto.v1.UpdateWeightsCudaReply;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.VersionProgress;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
+import dev.weightsync.server.ProtoMapping;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineState;
 import dev.weightsync.server.ingest.ZeroCopyRequests.Received;
@@ -88,16 +88,6 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
     this.workers = workers;
     this.role = role;
     this.deviceNote = deviceNote;
-  }
-
-  /** The proto enum for a core format. */
-  public static Format toProto(dev.weightsync.core.quant.Format f) {
-    return switch (f) {
-      case FP8_BLOCK -> Format.FP8_BLOCK;
-      case FP8_BLOCK_UE8M0 -> Format.FP8_BLOCK_UE8M0;
-      case INT4_GROUP -> Format.INT4_GROUP;
-      case BF16 -> Format.BF16;
-    };
   }
 
   /**
@@ -223,7 +213,7 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
                 .setMaxAbs(o.error().maxAbs()).setRelRms(o.error().relRms()))
             .setStagedPath(o.staged().toString());
         for (var e : o.engines()) {
-          r.addEngines(toProto(e));
+          r.addEngines(ProtoMapping.engineResult(e));
         }
         call.onNext(wrap.apply(r.build()));
         call.onCompleted();
@@ -236,17 +226,6 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
         }
       }
     };
-  }
-
-  static EngineResult toProto(dev.weightsync.server.engine.EngineResult e) {
-    EngineResult.Builder b = EngineResult.newBuilder()
-        .setEngine(e.engine())
-        .setOutcome(dev.weightsync.proto.v1.EngineOutcome.valueOf(e.outcome().name()))
-        .setLoadedVersion(e.loadedVersion())
-        .setMessage(e.message())
-        .setSeconds(e.seconds());
-    e.engines().forEach(behind -> b.addEngines(toProto(behind)));
-    return b.build();
   }
 
   /** {@code weightsync resume}: an operator releases a paused engine on purpose. */

@@ -10,6 +10,7 @@ import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.proto.v1.Header;
 import dev.weightsync.proto.v1.Payload;
 import dev.weightsync.proto.v1.UpdateWeightsResponse;
+import dev.weightsync.server.ProtoMapping;
 import dev.weightsync.server.engine.Delivery;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineOutcome;
@@ -98,15 +99,9 @@ public final class RelayAdapter implements EngineAdapter, AutoCloseable {
     for (dev.weightsync.proto.v1.EngineResult e : r.getEnginesList()) {
       // each outcome as it is; one this sidecar does not know (a newer engine-side sidecar) is
       // not taken for "untouched": the engine may be paused, and the message says so
-      EngineOutcome outcome = switch (e.getOutcome()) {
-        case LOADED -> EngineOutcome.LOADED;
-        case FAILED_UNTOUCHED -> EngineOutcome.FAILED_UNTOUCHED;
-        case FAILED_PAUSED -> EngineOutcome.FAILED_PAUSED;
-        case FAILED_RESUMED -> EngineOutcome.FAILED_RESUMED;
-        default -> EngineOutcome.FAILED_PAUSED;
-      };
-      String message = outcome == EngineOutcome.FAILED_PAUSED
-          && e.getOutcome() != dev.weightsync.proto.v1.EngineOutcome.FAILED_PAUSED
+      EngineOutcome known = ProtoMapping.outcome(e.getOutcome());
+      EngineOutcome outcome = known != null ? known : EngineOutcome.FAILED_PAUSED;
+      String message = known == null
           ? "unrecognized outcome " + e.getOutcomeValue() + " from the engine-side sidecar: "
               + e.getMessage()
           : e.getMessage();
