@@ -3,6 +3,7 @@ package dev.weightsync.cli;
 import dev.weightsync.server.Sidecar;
 import dev.weightsync.server.config.ConfigLoader;
 import dev.weightsync.server.config.ConfigSchema;
+import dev.weightsync.server.config.Role;
 import dev.weightsync.server.config.SidecarConfig;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -12,8 +13,8 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Model.OptionSpec;
-import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParseResult;
 
 /** {@code weightsync serve}: the sidecar. */
 @Command(name = "serve", mixinStandardHelpOptions = true,
@@ -82,7 +83,7 @@ final class ServeCommand implements Callable<Integer> {
       System.out.println("configuration OK: " + cfg);
       return 0;
     }
-    if (cfg.sglangUrls().isEmpty() && !cfg.role().equals("trainer")) {
+    if (cfg.sglangUrls().isEmpty() && cfg.role() != Role.TRAINER) {
       System.err.println("warning: no engine configured (--sglang-url): versions are staged in "
           + cfg.stagingDir() + " but no engine is told to load them");
     }

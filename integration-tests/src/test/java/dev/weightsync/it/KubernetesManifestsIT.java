@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.weightsync.server.Sidecar;
 import dev.weightsync.server.config.ConfigLoader;
 import dev.weightsync.server.config.RelayTarget;
+import dev.weightsync.server.config.Role;
 import dev.weightsync.server.config.SidecarConfig;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import io.fabric8.kubernetes.api.model.ConfigMap;
@@ -220,7 +221,7 @@ class KubernetesManifestsIT {
     Rendered r = render("colocated");
     PodSpec trainer = r.named(Deployment.class, "trainer").getSpec().getTemplate().getSpec();
     SidecarConfig config = checkSidecar(r, trainer);
-    assertThat(config.role()).isEqualTo("both");
+    assertThat(config.role()).isEqualTo(Role.BOTH);
     // It drives the engine on its own node, which reads the same host staging path.
     Service local = r.named(Service.class, "sglang-local");
     assertThat(local.getSpec().getInternalTrafficPolicy()).isEqualTo("Local");
@@ -244,11 +245,11 @@ class KubernetesManifestsIT {
     Rendered r = render("disaggregated");
     SidecarConfig trainerSide = checkSidecar(r,
         r.named(Deployment.class, "trainer").getSpec().getTemplate().getSpec());
-    assertThat(trainerSide.role()).isEqualTo("trainer");
+    assertThat(trainerSide.role()).isEqualTo(Role.TRAINER);
     assertThat(trainerSide.relayTokenFile()).isEqualTo(trainerSide.authTokenFile());
     PodSpec sglang = r.named(Deployment.class, "sglang").getSpec().getTemplate().getSpec();
     SidecarConfig engineSide = checkSidecar(r, sglang);
-    assertThat(engineSide.role()).isEqualTo("engine");
+    assertThat(engineSide.role()).isEqualTo(Role.ENGINE);
     Container engine = sglang.getContainers().get(0);
     assertThat(engineSide.sglangUrls()).containsExactly("http://127.0.0.1:" + port(engine, "http"));
     // Staging: an in-memory emptyDir shared by the sidecar and the engine.

@@ -9,6 +9,7 @@ import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.server.config.SidecarConfig;
 import dev.weightsync.server.config.RelayTarget;
+import dev.weightsync.server.config.Role;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineSet;
 import dev.weightsync.server.engine.EngineState;
@@ -121,7 +122,7 @@ public final class Sidecar implements AutoCloseable {
     }
     this.engines = List.copyOf(engines);
     this.readiness = new Readiness(this.engines);
-    boolean trainerSide = config.role().equals("trainer");
+    boolean trainerSide = config.role() == Role.TRAINER;
     EngineSet deliverTo = EngineSet.of(engines);
     if (trainerSide) {
       String token = config.relayTokenFile() == null ? null
@@ -133,7 +134,7 @@ public final class Sidecar implements AutoCloseable {
       relay = null;
     }
     Quantizers.Choice choice;
-    if (config.role().equals("engine") && "auto".equals(config.device())) {
+    if (config.role() == Role.ENGINE && "auto".equals(config.device())) {
       // Relayed parts arrive quantized; leave the GPU to the engine beside us.
       choice = new Quantizers.Choice(new dev.weightsync.core.quant.CpuQuantizer(
           config.effectiveThreads()), "engine-side: parts arrive quantized; no GPU taken");

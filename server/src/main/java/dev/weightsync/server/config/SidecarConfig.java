@@ -64,7 +64,7 @@ public record SidecarConfig(
     /** File of bearer tokens (one a line) required on UpdateWeights and GetStatus; none: open. */
     @JsonProperty("auth-token-file") Path authTokenFile,
     /** trainer (quantize and relay), engine (gather, stage, drive the engine) or both (colocated). */
-    @JsonProperty("role") String role,
+    @JsonProperty("role") Role role,
     /** Engine-side sidecars a trainer-side one relays to: HOST:PORT or dns:///NAME:PORT (all addresses). */
     @JsonProperty("relay-to") List<String> relayTo,
     /** Token file for relay calls (the engine-side sidecars' auth-token-file holds it). */
@@ -123,18 +123,15 @@ public record SidecarConfig(
       ListenAddress.parse(l);
     }
     relayTo = relayTo == null ? List.of() : List.copyOf(relayTo);
-    if (!List.of("trainer", "engine", "both").contains(role)) {
-      throw new IllegalArgumentException("role must be trainer, engine or both, got " + role);
-    }
-    if (role.equals("trainer") && relayTo.isEmpty()) {
+    if (role == Role.TRAINER && relayTo.isEmpty()) {
       throw new IllegalArgumentException("role trainer needs at least one relay-to target (the"
           + " engine-side sidecars)");
     }
-    if (!role.equals("trainer") && !relayTo.isEmpty()) {
+    if (role != Role.TRAINER && !relayTo.isEmpty()) {
       throw new IllegalArgumentException("relay-to is for role trainer (this sidecar's role is "
           + role + ")");
     }
-    if (role.equals("trainer") && !sglangUrls.isEmpty()) {
+    if (role == Role.TRAINER && !sglangUrls.isEmpty()) {
       throw new IllegalArgumentException("a trainer-side sidecar drives no engine: drop sglang-url"
           + " (give it to the engine-side sidecars)");
     }

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.proto.v1.Format;
 import dev.weightsync.proto.v1.Header;
+import dev.weightsync.server.config.Role;
 import io.grpc.Status;
 import io.grpc.StatusException;
 import java.io.IOException;
@@ -31,7 +32,7 @@ record PartHeader(String version, int index, int count, boolean relayed, ObjectN
    * @param serverFormat what this sidecar serves (a source part asking for another is refused)
    * @param role this sidecar's role: only an engine-side one takes relayed parts
    */
-  static PartHeader validate(Header h, Format serverFormat, String role) throws StatusException {
+  static PartHeader validate(Header h, Format serverFormat, Role role) throws StatusException {
     if (!VERSION.matcher(h.getWeightVersion()).matches()) {
       throw invalid("weight_version '" + printable(h.getWeightVersion())
           + "' must be 1-128 characters of A-Z a-z 0-9 . _ - and must not start with '.'");
@@ -57,7 +58,7 @@ record PartHeader(String version, int index, int count, boolean relayed, ObjectN
             checksum);
       }
       case PAYLOAD_QUANTIZED -> {
-        if (!role.equals("engine")) {
+        if (role != Role.ENGINE) {
           throw Status.FAILED_PRECONDITION.withDescription("this sidecar (role " + role
               + ") quantizes source weights itself; already-quantized parts go to engine-side"
               + " sidecars (--role engine)").asException();

@@ -14,8 +14,8 @@ import dev.weightsync.core.quant.NonFiniteScan;
 import dev.weightsync.core.quant.NonFiniteWeightException;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.QuantQueue;
-import dev.weightsync.core.quant.RowBand;
 import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.core.quant.RowBand;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.core.tensor.DType;
@@ -24,8 +24,9 @@ import dev.weightsync.proto.v1.Commit;
 import dev.weightsync.proto.v1.CudaBucket;
 import dev.weightsync.proto.v1.Header;
 import dev.weightsync.proto.v1.TensorChunk;
-import dev.weightsync.server.pipeline.PartResult;
+import dev.weightsync.server.config.Role;
 import dev.weightsync.server.metrics.SyncMetrics;
+import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.pipeline.VersionCoordinator;
 import dev.weightsync.server.stage.ShardSet;
 import dev.weightsync.server.stage.ShardSpool;
@@ -124,7 +125,7 @@ final class PartReceiver {
   private long bytesIn;
   /** Bytes counted towards the version's size by this part (given back if the part fails). */
   private long reservedBytes;
-  private final String role;
+  private final Role role;
   private boolean relayed;
   private ObjectNode relayedConfig;
   /** Tensors being quantized while the next ones arrive (a GPU overlaps them). */
@@ -141,7 +142,7 @@ final class PartReceiver {
    *     relayed already quantized
    */
   PartReceiver(VersionCoordinator coordinator, Quantizer quantizer, TensorSelector selector,
-      IngestLimits limits, StagingSpace space, SyncMetrics metrics, String role) {
+      IngestLimits limits, StagingSpace space, SyncMetrics metrics, Role role) {
     this.space = space;
     this.role = role;
     this.metrics = metrics;

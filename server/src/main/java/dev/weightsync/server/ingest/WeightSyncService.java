@@ -14,6 +14,7 @@ import dev.weightsync.proto.v1.UpdateWeightsResponse;
 import dev.weightsync.proto.v1.VersionProgress;
 import dev.weightsync.proto.v1.WeightSyncGrpc;
 import dev.weightsync.server.ProtoMapping;
+import dev.weightsync.server.config.Role;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineState;
 import dev.weightsync.server.ingest.ZeroCopyRequests.Received;
@@ -53,7 +54,7 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
   private final StagingSpace space;
   private final ExecutorService workers;
   private final long startNanos = System.nanoTime();
-  private final String role;
+  private final Role role;
   private final java.util.function.Supplier<String> deviceNote;
   /** Engines not answering their health check now: the same check /readyz and gRPC health use. */
   private final java.util.function.Supplier<java.util.Set<String>> unreachable;
@@ -72,7 +73,7 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
    */
   public WeightSyncService(VersionCoordinator coordinator, Quantizer quantizer,
       TensorSelector selector, Format format, IngestLimits limits, StagingSpace space,
-      ExecutorService workers, String role, java.util.function.Supplier<String> deviceNote,
+      ExecutorService workers, Role role, java.util.function.Supplier<String> deviceNote,
       SyncMetrics metrics, java.time.Duration headerTimeout, java.time.Duration idleTimeout,
       java.util.function.Supplier<java.util.Set<String>> unreachable) {
     this.unreachable = unreachable;
@@ -260,7 +261,7 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
   @Override
   public void getStatus(GetStatusRequest request, StreamObserver<GetStatusResponse> responses) {
     GetStatusResponse.Builder b = GetStatusResponse.newBuilder()
-        .setRole(role)
+        .setRole(role.flag())
         .setFormat(format)
         .setDevice(quantizer.device())
         .setDeviceNote(deviceNote.get())
