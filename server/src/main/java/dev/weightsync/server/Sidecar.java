@@ -8,6 +8,8 @@ import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.server.config.SidecarConfig;
+import dev.weightsync.server.config.GpuFailure;
+import dev.weightsync.server.config.Policy;
 import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.config.Role;
 import dev.weightsync.server.engine.EngineAdapter;
@@ -118,7 +120,7 @@ public final class Sidecar implements AutoCloseable {
     SessionLedger ledger = new SessionLedger(staging.root());
     for (String url : config.sglangUrls()) {
       engines.add(new SglangAdapter(url, adminKey, config.engineTimeout(), config.engineRetries(),
-          config.pauseMode(), config.resumeAfterFailedLoad(), config.engineBackoff(), ledger));
+          config.pauseMode().flag(), config.resumeAfterFailedLoad(), config.engineBackoff(), ledger));
     }
     this.engines = List.copyOf(engines);
     this.readiness = new Readiness(this.engines);
@@ -139,13 +141,15 @@ public final class Sidecar implements AutoCloseable {
       choice = new Quantizers.Choice(new dev.weightsync.core.quant.CpuQuantizer(
           config.effectiveThreads()), "engine-side: parts arrive quantized; no GPU taken");
     } else {
-      choice = Quantizers.create(config.device(), config.effectiveThreads(), config.gpuFailure(),
+      choice = Quantizers.create(config.device(), config.effectiveThreads(),
+          config.gpuFailure() == GpuFailure.CPU,
           config.gpuSlots());
     }
     this.quantizer = choice.quantizer();
     PipelineClock clock = PipelineClock.system();
     this.coordinator = new VersionCoordinator(staging, new VersionDelivery(staging, scheme,
-        baseConfig, deliverTo, DeliveryPolicy.of(config.policy(), config.quorum()), clock),
+        baseConfig, deliverTo, config.policy() == Policy.QUORUM
+        ? DeliveryPolicy.quorum(config.quorum()) : DeliveryPolicy.ALL, clock),
         config.partTimeout(), trainerSide, clock);
     AtomicInteger n = new AtomicInteger();
     this.workers = Executors.newFixedThreadPool(Math.max(4, config.effectiveThreads() * 2), r -> {

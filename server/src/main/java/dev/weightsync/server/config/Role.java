@@ -2,8 +2,6 @@ package dev.weightsync.server.config;
 
 import com.fasterxml.jackson.annotation.JsonCreator;
 import com.fasterxml.jackson.annotation.JsonValue;
-import java.util.Arrays;
-import java.util.Locale;
 
 /** What a sidecar does with the versions it receives (the {@code role} key). */
 public enum Role {
@@ -17,15 +15,13 @@ public enum Role {
   /** The name in configuration and status: trainer, engine, both. */
   @JsonValue
   public String flag() {
-    return name().toLowerCase(Locale.ROOT);
+    return Choices.flag(this);
   }
 
   /** Refused at load with the names allowed. */
   @JsonCreator
   public static Role of(String flag) {
-    return Arrays.stream(values()).filter(r -> r.flag().equals(flag)).findFirst()
-        .orElseThrow(() -> new IllegalArgumentException(
-            "role must be trainer, engine or both, got " + flag));
+    return Choices.parse(values(), "role", flag);
   }
 
   @Override

@@ -42,7 +42,7 @@ public record SidecarConfig(
     /** Quantization threads; 0 means all cores. */
     @JsonProperty("threads") int threads,
     /** pause_generation mode: abort, retract or in_place. */
-    @JsonProperty("pause-mode") String pauseMode,
+    @JsonProperty("pause-mode") PauseMode pauseMode,
     /** After a load that failed even when retried: resume the engine anyway (default: stay paused). */
     @JsonProperty("resume-after-failed-load") boolean resumeAfterFailedLoad,
     /** Timeout of each engine HTTP call. */
@@ -58,7 +58,7 @@ public record SidecarConfig(
     /** Where to quantize: auto (the GPU when there is one), cpu, cuda or cuda:N. */
     @JsonProperty("device") String device,
     /** When the GPU fails on a tensor: cpu (redo it on the CPU, same bytes) or fail (the version fails). */
-    @JsonProperty("gpu-failure") String gpuFailure,
+    @JsonProperty("gpu-failure") GpuFailure gpuFailure,
     /** Bands on the GPU at once, each with a CUDA stream and ~105 MiB of device and pinned memory. */
     @JsonProperty("gpu-slots") int gpuSlots,
     /** File of bearer tokens (one a line) required on UpdateWeights and GetStatus; none: open. */
@@ -70,7 +70,7 @@ public record SidecarConfig(
     /** Token file for relay calls (the engine-side sidecars' auth-token-file holds it). */
     @JsonProperty("relay-token-file") Path relayTokenFile,
     /** When some engines (or relay targets) fail a version: all (the version fails) or quorum. */
-    @JsonProperty("policy") String policy,
+    @JsonProperty("policy") Policy policy,
     /** With policy quorum: the fraction of engines that must load a version for it to succeed. */
     @JsonProperty("quorum") double quorum,
     /** Server certificate chain (PEM): the gRPC port speaks TLS when set. */
@@ -174,9 +174,6 @@ public record SidecarConfig(
     // staging-mode and staging-group are checked now, not at the first version
     new FolderPermissions(FolderPermissions.parseMode(stagingMode == null ? "0750" : stagingMode),
         stagingGroup).checkGroup();
-    if (!List.of("all", "quorum").contains(policy)) {
-      throw new IllegalArgumentException("policy must be all or quorum, got " + policy);
-    }
     if (!(quorum > 0 && quorum <= 1)) {
       throw new IllegalArgumentException("quorum must be a fraction in (0, 1], got " + quorum);
     }
@@ -195,14 +192,8 @@ public record SidecarConfig(
     if (maxOpenTensors < 1) {
       throw new IllegalArgumentException("max-open-tensors must be at least 1");
     }
-    if (!List.of("abort", "retract", "in_place").contains(pauseMode)) {
-      throw new IllegalArgumentException("pause-mode must be abort, retract or in_place, got " + pauseMode);
-    }
     if (gpuSlots < 1 || gpuSlots > 64) {
       throw new IllegalArgumentException("gpu-slots must be 1 to 64, got " + gpuSlots);
-    }
-    if (!List.of("cpu", "fail").contains(gpuFailure)) {
-      throw new IllegalArgumentException("gpu-failure must be cpu or fail, got " + gpuFailure);
     }
     if (format != null) {
       Format.parse(format);

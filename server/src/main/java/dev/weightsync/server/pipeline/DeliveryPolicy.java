@@ -9,8 +9,9 @@ public record DeliveryPolicy(boolean quorum, double fraction) {
 
   public static final DeliveryPolicy ALL = new DeliveryPolicy(false, 1);
 
-  public static DeliveryPolicy of(String policy, double fraction) {
-    return "quorum".equals(policy) ? new DeliveryPolicy(true, fraction) : ALL;
+  /** At least {@code fraction} of the engines must load a version. */
+  public static DeliveryPolicy quorum(double fraction) {
+    return new DeliveryPolicy(true, fraction);
   }
 
   /** How many of {@code engines} must load a version for it to succeed. */

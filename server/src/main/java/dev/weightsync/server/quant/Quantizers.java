@@ -31,11 +31,10 @@ public final class Quantizers {
   }
 
   /**
-   * {@code --device}, with the CPU redoing GPU failures unless {@code gpuFailure} is fail, and
-   * {@code gpuSlots} bands on the GPU at once.
+   * {@code --device}, with the CPU redoing GPU failures when {@code fallBack} ({@code gpu-failure:
+   * cpu}), and {@code gpuSlots} bands on the GPU at once.
    */
-  public static Choice create(String device, int cpuThreads, String gpuFailure, int gpuSlots) {
-    boolean fallBack = !"fail".equals(gpuFailure);
+  public static Choice create(String device, int cpuThreads, boolean fallBack, int gpuSlots) {
     String d = device == null ? "auto" : device.trim().toLowerCase(java.util.Locale.ROOT);
     if (d.equals("cpu")) {
       return new Choice(new CpuQuantizer(cpuThreads), "");
@@ -67,7 +66,7 @@ public final class Quantizers {
   }
 
   public static Choice create(String device, int cpuThreads) {
-    return create(device, cpuThreads, "cpu", GPU_SLOTS);
+    return create(device, cpuThreads, true, GPU_SLOTS);
   }
 
   private static Quantizer gpu(int ordinal, int cpuThreads, boolean fallBack, int slots) {

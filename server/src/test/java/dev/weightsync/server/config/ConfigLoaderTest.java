@@ -25,7 +25,7 @@ class ConfigLoaderTest {
     assertThat(c.partTimeout()).isEqualTo(Duration.ofSeconds(300));
     assertThat(c.engineBackoff()).isEqualTo(Duration.ofMillis(200));
     assertThat(c.sglangUrls()).isEmpty();
-    assertThat(c.pauseMode()).isEqualTo("abort");
+    assertThat(c.pauseMode()).isEqualTo(PauseMode.ABORT);
   }
 
   @Test
@@ -76,13 +76,29 @@ class ConfigLoaderTest {
     assertThatThrownBy(() -> ConfigLoader.load(f, Map.of(), Map.of()))
         .hasMessageContaining("unknown config key 'prot'");
     assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("pause-mode", "sleep")))
-        .hasMessageContaining("pause-mode");
+        .hasMessage("invalid value for pause-mode (from --pause-mode): pause-mode must be abort,"
+            + " retract or in_place, got sleep");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of("WEIGHTSYNC_GPU_FAILURE", "retry"),
+        Map.of())).hasMessageContaining("gpu-failure must be cpu or fail, got retry")
+        .hasMessageContaining("WEIGHTSYNC_GPU_FAILURE");
     assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("part-timeout", "soon")))
         .hasMessageContaining("not a duration");
     assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("format", "fp4")))
         .hasMessageContaining("unknown format 'fp4'");
     assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("sglang-url", List.of("a:1"))))
         .hasMessageContaining("http://");
+  }
+
+  @Test
+  void namedChoicesLoadAsTheirEnumsAndPrintAsTheirNames() throws Exception {
+    SidecarConfig c = ConfigLoader.load(null, Map.of(), Map.of("pause-mode", "in_place",
+        "gpu-failure", "fail", "policy", "quorum"));
+    assertThat(c.pauseMode()).isEqualTo(PauseMode.IN_PLACE);
+    assertThat(c.gpuFailure()).isEqualTo(GpuFailure.FAIL);
+    assertThat(c.policy()).isEqualTo(Policy.QUORUM);
+    assertThat(c.role()).isEqualTo(Role.BOTH);
+    assertThat(c.toString()).contains("pause-mode=in_place", "gpu-failure=fail", "policy=quorum",
+        "role=both");
   }
 
   @Test

@@ -232,7 +232,7 @@ class VersionCoordinatorTest {
   void aQuorumLoadsWithOneEngineBehind() throws Exception {
     FakeEngine bad = new FakeEngine("bad");
     bad.outcome = EngineOutcome.FAILED_UNTOUCHED;
-    VersionCoordinator c = coordinator(DeliveryPolicy.of("quorum", 0.5), false,
+    VersionCoordinator c = coordinator(DeliveryPolicy.quorum(0.5), false,
         new FakeEngine("a"), bad);
     assertThat(commit(c.open("1", 0, 1)).completed().engines()).hasSize(2);
     assertThat(c.outOfDate("bad")).isEqualTo("1");
