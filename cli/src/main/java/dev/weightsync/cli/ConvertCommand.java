@@ -10,6 +10,7 @@ import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.QuantScheme;
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -27,17 +28,6 @@ final class ConvertCommand implements Callable<Integer> {
 
   @Option(names = "--output-dir", required = true, description = "Where to write the quantized folder.")
   Path outputDir;
-
-  @Option(names = "--format", converter = FormatConverter.class,
-      description = "fp8-block, fp8-block-ue8m0, int4-group or bf16 (optional with --quantization-config).")
-  Format format;
-
-  @Option(names = "--group-size", description = "INT4 group size, a multiple of 8 (default 128).")
-  Integer groupSize;
-
-  @Option(names = "--quantization-config", paramLabel = "FILE",
-      description = "The served model's config.json: its quantization_config decides format and rules.")
-  Path quantizationConfig;
 
   @Option(names = "--threads", description = "Quantization threads (default: all cores).")
   Integer threads;
@@ -71,10 +61,23 @@ final class ConvertCommand implements Callable<Integer> {
 
   @Spec CommandSpec spec;
 
+  /** From --format, --group-size and --quantization-config (options of ConfigOptions.SCHEME). */
+  private QuantScheme scheme() throws java.io.IOException {
+    Map<String, Object> given = ConfigOptions.given(spec);
+    Format format;
+    try {
+      format = given.containsKey("format") ? Format.parse((String) given.get("format")) : null;
+    } catch (IllegalArgumentException e) {
+      throw new ParameterException(spec.commandLine(), "--format: " + e.getMessage());
+    }
+    Object config = given.get("quantization-config");
+    return QuantScheme.resolve(format, (Integer) given.get("group-size"),
+        config == null ? null : new ObjectMapper().readTree(Path.of((String) config).toFile()));
+  }
+
   @Override
   public Integer call() throws Exception {
-    QuantScheme scheme = QuantScheme.resolve(format, groupSize,
-        quantizationConfig == null ? null : new ObjectMapper().readTree(quantizationConfig.toFile()));
+    QuantScheme scheme = scheme();
     int n = threads != null ? threads : Runtime.getRuntime().availableProcessors();
     PrintStream err = System.err;
     ProgressLine progress = new ProgressLine(err);

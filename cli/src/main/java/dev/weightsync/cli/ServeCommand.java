@@ -2,19 +2,14 @@ package dev.weightsync.cli;
 
 import dev.weightsync.server.Sidecar;
 import dev.weightsync.server.config.ConfigLoader;
-import dev.weightsync.server.config.ConfigSchema;
 import dev.weightsync.server.config.Role;
 import dev.weightsync.server.config.SidecarConfig;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
-import picocli.CommandLine.Model.OptionSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.ParseResult;
 
 /** {@code weightsync serve}: the sidecar. */
 @Command(name = "serve", mixinStandardHelpOptions = true,
@@ -30,43 +25,9 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--check-config", description = "Load and validate the configuration (file, environment, flags), print it and exit.")
   boolean checkConfig;
 
-  /**
-   * Adds an option for every configuration key ({@link ConfigSchema}): {@code --NAME}, typed by
-   * its kind, described by its doc and default. The schema is the one list of keys.
-   */
-  static void addConfigOptions(CommandSpec spec) {
-    for (ConfigSchema.Key k : ConfigSchema.KEYS) {
-      String help = k.doc() + (k.shownDefault() == null ? "" : " Default: " + k.shownDefault()
-          + ".");
-      OptionSpec.Builder o = OptionSpec.builder("--" + k.name())
-          .description(help.replace("%", "%%")) // picocli formats descriptions
-          .paramLabel(k.label() != null ? k.label() : switch (k.kind()) {
-            case INT, NUMBER -> "N";
-            case FLAG -> "true|false";
-            case LIST, TEXT -> "VALUE";
-          });
-      switch (k.kind()) {
-        case INT -> o.type(Integer.class);
-        case NUMBER -> o.type(Double.class);
-        case FLAG -> o.type(Boolean.class).arity("0..1").fallbackValue("true");
-        case LIST -> o.type(List.class).auxiliaryTypes(String.class);
-        case TEXT -> o.type(String.class);
-      }
-      spec.addOption(o.build());
-    }
-  }
-
   /** The configuration keys given as flags, with their values. */
   Map<String, Object> flags() {
-    Map<String, Object> m = new LinkedHashMap<>();
-    ParseResult parsed = spec.commandLine().getParseResult();
-    for (ConfigSchema.Key k : ConfigSchema.KEYS) {
-      OptionSpec o = spec.findOption("--" + k.name());
-      if (parsed.hasMatchedOption(o)) {
-        m.put(k.name(), o.getValue());
-      }
-    }
-    return m;
+    return ConfigOptions.given(spec);
   }
 
   @picocli.CommandLine.Spec CommandSpec spec;

@@ -34,7 +34,8 @@ public final class WeightsyncCommand implements Runnable {
   /** The command line with the error handling every subcommand shares. */
   static CommandLine newCommandLine() {
     CommandLine cl = new CommandLine(new WeightsyncCommand());
-    ServeCommand.addConfigOptions(cl.getSubcommands().get("serve").getCommandSpec());
+    ConfigOptions.add(cl.getSubcommands().get("serve").getCommandSpec(), null);
+    ConfigOptions.add(cl.getSubcommands().get("convert").getCommandSpec(), ConfigOptions.SCHEME);
     // A usage error (a bad flag, a missing argument, an impossible count, a bad config value):
     // one line naming it and where to look, exit 2, no wall of usage text.
     cl.setParameterExceptionHandler((ex, args) -> {
