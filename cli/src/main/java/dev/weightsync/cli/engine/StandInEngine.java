@@ -6,20 +6,22 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
-import dev.weightsync.core.checkpoint.CheckpointFolder;
-import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.server.HttpServers;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.net.URLDecoder;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 
 /**
- * An SGLang-compatible stand-in engine: the HTTP routes and JSON of docs/engines.md, for the demo
- * and the tests. It records every call, tracks whether generation is paused and which weight
+ * A stand-in engine that speaks SGLang's routes or vLLM's ({@link Api}; vLLM's in
+ * {@link VllmRoutes}): the HTTP routes and JSON of docs/engines.md, for the demo and the tests. It records every call, tracks whether generation is paused and which weight
  * version it serves, really opens and reads the folder it is told to load (with {@code core}),
  * and can be told to misbehave (see {@link Faults} and {@link RouteFault}; {@link Reply} for how it answers).
  *
@@ -33,30 +35,45 @@ import java.util.concurrent.Executors;
  */
 public final class StandInEngine implements AutoCloseable {
 
-  private static final ObjectMapper JSON = new ObjectMapper();
+  static final ObjectMapper JSON = new ObjectMapper();
 
-  /** One recorded call. */
-  public record Call(String method, String route, JsonNode body) {}
+  /** Whose routes the stand-in speaks. */
+  public enum Api { SGLANG, VLLM }
+
+  /** One recorded call; {@code query} is its URI's query string, empty for none. */
+  public record Call(String method, String route, String query, JsonNode body) {}
 
   private final HttpServer server;
   private final ExecutorService handlers;
   private final String adminKey;
   private final List<Call> calls = new ArrayList<>();
-  private final Faults faults = new Faults();
-  /** SGLang runs weight updates one at a time; a second one waits for the first. */
-  private final Object updateLock = new Object();
+  final Faults faults = new Faults();
+  /** Engines run weight updates one at a time; a second one waits for the first. */
+  final Object updateLock = new Object();
+  /** vLLM's routes, or null when speaking SGLang's. */
+  private final VllmRoutes vllm;
   private volatile boolean closed;
-  private boolean paused;
-  private String weightVersion = "initial";
-  private String modelPath = "";
-  private int loadedTensors;
-  private long loadedBytes;
-  private boolean sessionOpen;
-  private boolean partialLoad;
-  private int violations;
+  // What the engine serves, guarded by this object's lock; the routes of either API change it.
+  boolean paused;
+  String weightVersion = "initial";
+  String modelPath = "";
+  int loadedTensors;
+  long loadedBytes;
+  /** An update session is open: the weights are being replaced. */
+  boolean sessionOpen;
+  /** A load failed or was refused part-way: some weights may be from the folder. */
+  boolean partialLoad;
+  int violations;
 
+  /** An SGLang stand-in. */
   public StandInEngine(int port, String adminKey) throws IOException {
+    this(port, adminKey, Api.SGLANG);
+  }
+
+  /** A stand-in speaking {@code api}'s routes on 127.0.0.1:{@code port} (0: any free port). */
+  public StandInEngine(int port, String adminKey, Api api) throws IOException {
     this.adminKey = adminKey;
+    this.vllm = api == Api.VLLM ? new VllmRoutes(this) : null;
     try {
       this.server = HttpServers.create(new InetSocketAddress("127.0.0.1", port));
     } catch (java.net.BindException e) {
@@ -122,7 +139,7 @@ public final class StandInEngine implements AutoCloseable {
     return sessionOpen || partialLoad;
   }
 
-  /** {@code continue_generation} calls that arrived while the weights were mixed. */
+  /** Resumes ({@code continue_generation}, vLLM's {@code /resume}) that arrived while the weights were mixed. */
   public synchronized int violations() {
     return violations;
   }
@@ -144,6 +161,8 @@ public final class StandInEngine implements AutoCloseable {
     active.incrementAndGet();
     try (ex) {
       String route = ex.getRequestURI().getPath();
+      String query = ex.getRequestURI().getRawQuery() == null ? ""
+          : ex.getRequestURI().getRawQuery();
       byte[] raw = ex.getRequestBody().readAllBytes();
       JsonNode body = raw.length == 0 ? JSON.createObjectNode() : JSON.readTree(raw);
       if (route.startsWith("/_")) {
@@ -153,7 +172,7 @@ public final class StandInEngine implements AutoCloseable {
       long slow;
       RouteFault fault;
       synchronized (this) {
-        calls.add(new Call(ex.getRequestMethod(), route, body));
+        calls.add(new Call(ex.getRequestMethod(), route, query, body));
         slow = faults.slowMillis;
         fault = faults.routes.get(route);
         if (fault != null) {
@@ -174,9 +193,9 @@ public final class StandInEngine implements AutoCloseable {
         Thread.sleep(slow);
       }
       if (fault != null) {
-        faulty(ex, route, body, fault);
+        faulty(ex, route, query, body, fault);
       } else {
-        route((status, json) -> Reply.json(ex, status, json), route, body);
+        route((status, json) -> Reply.json(ex, status, json), route, query, body);
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -187,7 +206,7 @@ public final class StandInEngine implements AutoCloseable {
     }
   }
 
-  private void faulty(HttpExchange ex, String route, JsonNode body, RouteFault f)
+  private void faulty(HttpExchange ex, String route, String query, JsonNode body, RouteFault f)
       throws IOException, InterruptedException {
     switch (f.kind()) {
       case HANG -> {
@@ -201,11 +220,11 @@ public final class StandInEngine implements AutoCloseable {
     }
     if (f.workDone()) {
       Reply.Late late = new Reply.Late(ex, f);
-      route(late, route, body);
+      route(late, route, query, body);
       late.finish();
       return;
     }
-    if (route.equals("/update_weights_from_disk")) {
+    if (route.equals("/update_weights_from_disk") || (vllm != null && VllmRoutes.loads(route))) {
       synchronized (this) {
         partialLoad = true; // a refused load may have applied part of the folder
       }
@@ -218,8 +237,12 @@ public final class StandInEngine implements AutoCloseable {
     }
   }
 
-  private void route(Reply ex, String route, JsonNode body) throws IOException,
+  private void route(Reply ex, String route, String query, JsonNode body) throws IOException,
       InterruptedException {
+    if (vllm != null) {
+      vllm.route(ex, route, queryParameters(query), body);
+      return;
+    }
     switch (route) {
       case "/begin_weight_update", "/end_weight_update", "/update_weights_from_disk" -> {
         synchronized (updateLock) { // one update call at a time, as SGLang
@@ -228,6 +251,19 @@ public final class StandInEngine implements AutoCloseable {
       }
       default -> simple(ex, route, body);
     }
+  }
+
+  private static Map<String, String> queryParameters(String query) {
+    Map<String, String> m = new HashMap<>();
+    for (String kv : query.split("&")) {
+      if (kv.isEmpty()) {
+        continue;
+      }
+      int eq = kv.indexOf('=');
+      String k = URLDecoder.decode(eq < 0 ? kv : kv.substring(0, eq), StandardCharsets.UTF_8);
+      m.put(k, eq < 0 ? "" : URLDecoder.decode(kv.substring(eq + 1), StandardCharsets.UTF_8));
+    }
+    return m;
   }
 
   private synchronized void simple(Reply ex, String route, JsonNode body) throws IOException {
@@ -300,21 +336,9 @@ public final class StandInEngine implements AutoCloseable {
   private void load(Reply ex, JsonNode body) throws IOException {
     String path = body.path("model_path").asText("");
     String version = body.path("weight_version").asText("");
-    int tensors;
-    long bytes = 0;
-    try (CheckpointFolder f = CheckpointFolder.open(Path.of(path))) {
-      // FP8 weights and scales, INT4 packs: what only a quantized checkpoint holds (an F32 or
-      // integer tensor alone is ordinary in a BF16 one)
-      if (!f.config().has("quantization_config") && f.tensors().stream()
-          .anyMatch(t -> t.dtype() == dev.weightsync.core.tensor.DType.F8_E4M3
-              || t.name().endsWith("_scale_inv") || t.name().endsWith(".weight_packed"))) {
-        throw new IOException("quantized tensors but no quantization_config in config.json");
-      }
-      for (TensorSpec t : f.tensors()) {
-        var w = f.source(t.name()).window(0, (int) Math.min(t.byteLength(), Integer.MAX_VALUE));
-        bytes += w.remaining();
-      }
-      tensors = f.tensors().size();
+    FolderLoad loaded;
+    try {
+      loaded = FolderLoad.of(Path.of(path));
     } catch (IOException | RuntimeException e) {
       synchronized (this) {
         partialLoad = true;
@@ -324,14 +348,14 @@ public final class StandInEngine implements AutoCloseable {
       return;
     }
     synchronized (this) {
-      loadedTensors = tensors;
-      loadedBytes = bytes;
+      loadedTensors = loaded.tensors();
+      loadedBytes = loaded.bytes();
       modelPath = path;
       weightVersion = version;
       partialLoad = false; // a complete folder replaced every weight
     }
     ex.send(200, JSON.createObjectNode().put("success", true)
-        .put("message", "loaded " + tensors + " tensors").put("num_paused_requests", 0));
+        .put("message", "loaded " + loaded.tensors() + " tensors").put("num_paused_requests", 0));
   }
 
   private void control(HttpExchange ex, String route, JsonNode body) throws IOException {
@@ -340,7 +364,7 @@ public final class StandInEngine implements AutoCloseable {
         case "/_calls" -> {
           ArrayNode a = JSON.createArrayNode();
           calls.forEach(c -> a.addObject().put("method", c.method()).put("route", c.route())
-              .set("body", c.body()));
+              .put("query", c.query()).set("body", c.body()));
           Reply.json(ex, 200, a);
         }
         case "/_state" -> Reply.json(ex, 200, JSON.createObjectNode().put("paused", paused)
