@@ -6,10 +6,11 @@ import dev.weightsync.cli.engine.RouteFault;
 import dev.weightsync.cli.engine.StandInEngine;
 import dev.weightsync.server.engine.Delivery;
 import dev.weightsync.server.engine.EngineOutcome;
+import dev.weightsync.server.engine.EnginePaths;
 import dev.weightsync.server.engine.EngineResult;
 import dev.weightsync.server.engine.EngineWeights;
+import dev.weightsync.server.engine.LeasedEngineAdapter;
 import dev.weightsync.server.engine.SessionLedger;
-import dev.weightsync.server.engine.SglangAdapter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -87,7 +88,7 @@ class EngineSessionTableIT {
   void row(Step step, RouteFault.Kind fault, Prior prior) throws Exception {
     Path staging = Files.createDirectories(tmp.resolve("staging"));
     try (StandInEngine engine = new StandInEngine(0, null).start()) {
-      SglangAdapter adapter = prepare(engine, staging, prior);
+      LeasedEngineAdapter adapter = prepare(engine, staging, prior);
       engine.faults(f -> f.routes.put(step.route, new RouteFault(fault, -1, LATE_MS)));
       engine.clearCalls();
 
@@ -134,7 +135,7 @@ class EngineSessionTableIT {
   void shutdownEndsTheSessionThroughItsLease(Step step, boolean interrupt) throws Exception {
     Path staging = Files.createDirectories(tmp.resolve("staging"));
     try (StandInEngine engine = new StandInEngine(0, null).start()) {
-      SglangAdapter adapter = adapter(engine, staging, Duration.ofSeconds(30));
+      LeasedEngineAdapter adapter = adapter(engine, staging, Duration.ofSeconds(30));
       assertThat(adapter.update(delivery(staging, "v1")).outcome()).isEqualTo(EngineOutcome.LOADED);
       engine.faults(f -> f.routes.put(step.route, new RouteFault(RouteFault.Kind.HANG, 1, 0)));
       engine.clearCalls();
@@ -169,8 +170,8 @@ class EngineSessionTableIT {
   }
 
   /** An adapter whose engine is in {@code prior}, having served v1 (and failed v2 if mixed). */
-  private SglangAdapter prepare(StandInEngine engine, Path staging, Prior prior) throws Exception {
-    SglangAdapter a = adapter(engine, staging, TIMEOUT);
+  private LeasedEngineAdapter prepare(StandInEngine engine, Path staging, Prior prior) throws Exception {
+    LeasedEngineAdapter a = adapter(engine, staging, TIMEOUT);
     assertThat(a.update(delivery(staging, "v1")).outcome()).isEqualTo(EngineOutcome.LOADED);
     switch (prior) {
       case SERVING -> { }
@@ -194,10 +195,10 @@ class EngineSessionTableIT {
     return a;
   }
 
-  private static SglangAdapter adapter(StandInEngine engine, Path staging, Duration timeout)
+  private static LeasedEngineAdapter adapter(StandInEngine engine, Path staging, Duration timeout)
       throws Exception {
-    return new SglangAdapter(engine.url(), null, timeout, 1, "abort", false, Duration.ofMillis(1),
-        new SessionLedger(staging));
+    return LeasedEngineAdapter.sglang(engine.url(), "abort", new LeasedEngineAdapter.Settings(null,
+        timeout, 1, Duration.ofMillis(1), false, new SessionLedger(staging), EnginePaths.same()));
   }
 
   /** A complete staged folder for {@code version} (the fp8 fixture, as the stand-in loads it). */

@@ -1,7 +1,7 @@
 package dev.weightsync.server;
 
 import dev.weightsync.server.engine.EngineAdapter;
-import dev.weightsync.server.engine.SglangAdapter;
+import dev.weightsync.server.engine.LeasedEngineAdapter;
 import dev.weightsync.server.stage.StagingArea;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.protobuf.services.HealthStatusManager;
@@ -51,8 +51,8 @@ final class Readiness implements AutoCloseable {
   void start(StagingArea staging) {
     List<Thread> recoveries = new ArrayList<>();
     for (EngineAdapter e : engines) {
-      if (e instanceof SglangAdapter sglang) {
-        recoveries.add(new Thread(() -> sglang.recover(staging::newest), "weightsync-recovery"));
+      if (e instanceof LeasedEngineAdapter leased) {
+        recoveries.add(new Thread(() -> leased.recover(staging::newest), "weightsync-recovery"));
       }
     }
     recovering = recoveries.size();

@@ -31,7 +31,7 @@ import java.util.concurrent.Executors;
  * update session opened by {@code begin_weight_update} and not yet ended) and counts a
  * {@code continue_generation} that arrives then as a <em>violation</em>: a sidecar must never
  * resume an engine that may serve a mix. Test-only routes: {@code GET /_calls},
- * {@code GET /_state}, {@code POST /_faults}.
+ * {@code GET /_state}, {@code POST /_faults}, {@code POST /_restart}.
  */
 public final class StandInEngine implements AutoCloseable {
 
@@ -142,6 +142,26 @@ public final class StandInEngine implements AutoCloseable {
   /** Resumes ({@code continue_generation}, vLLM's {@code /resume}) that arrived while the weights were mixed. */
   public synchronized int violations() {
     return violations;
+  }
+
+  /**
+   * As a restart of the engine leaves it: serving the model it starts with (the label
+   * "initial"), not paused, its update state cleared; the calls recorded are kept.
+   */
+  public synchronized void restart() {
+    paused = false;
+    weightVersion = "initial";
+    modelPath = "";
+    sessionOpen = false;
+    partialLoad = false;
+    if (vllm != null) {
+      vllm.restart();
+    }
+  }
+
+  /** vLLM's routes: whether its HTTP layer counts an update as in progress (false for SGLang). */
+  public synchronized boolean updateInProgress() {
+    return vllm != null && vllm.updating();
   }
 
   /** Changes the faults under the engine's lock. */
@@ -371,6 +391,10 @@ public final class StandInEngine implements AutoCloseable {
             .put("weight_version", weightVersion).put("model_path", modelPath)
             .put("loaded_tensors", loadedTensors).put("loaded_bytes", loadedBytes)
             .put("mixed", sessionOpen || partialLoad).put("violations", violations));
+        case "/_restart" -> {
+          restart();
+          Reply.json(ex, 200, JSON.createObjectNode());
+        }
         case "/_faults" -> {
           faults.sessionRoutes404 = body.path("session_routes_404").asBoolean(faults.sessionRoutes404);
           faults.loadFailures = body.path("load_failures").asInt(faults.loadFailures);

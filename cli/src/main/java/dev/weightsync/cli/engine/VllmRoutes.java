@@ -45,6 +45,20 @@ final class VllmRoutes {
     this.engine = engine;
   }
 
+  /** As a restart leaves it: nothing initialized, no update in progress. Under the engine's lock. */
+  void restart() {
+    initialized = false;
+    updating = false;
+    backendSession = false;
+    checkpointLoaded = false;
+    pending = null;
+  }
+
+  /** Whether vLLM's HTTP layer counts an update as in progress. Under the engine's lock. */
+  boolean updating() {
+    return updating;
+  }
+
   /** Whether {@code route} loads weights (a refusal of it may leave a part applied). */
   static boolean loads(String route) {
     return route.equals("/update_weights");

@@ -2,7 +2,7 @@ package dev.weightsync.server.engine;
 
 
 /**
- * Delivers a staged version to one inference engine ({@link SglangAdapter}) or, on a trainer-side
+ * Delivers a staged version to one inference engine ({@link LeasedEngineAdapter}) or, on a trainer-side
  * sidecar, to one engine-side sidecar ({@code relay.RelayAdapter}). Each adapter owns its retries and
  * timeouts and never leaves the engine paused without reporting it.
  *

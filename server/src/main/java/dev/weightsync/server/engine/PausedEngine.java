@@ -17,14 +17,17 @@ final class PausedEngine {
   enum Ending { RESUMED, LEFT_PAUSED, RESUME_FAILED, NOT_PAUSED }
 
   private final String engine;
-  private final SglangHttp http;
+  private final EngineHttp http;
+  /** The engine's resume route (SGLang's /continue_generation, vLLM's /resume). */
+  private final String resumeRoute;
   private final EngineStateHolder state;
   private Ending ending;
   private String resumeError = "";
 
-  PausedEngine(String engine, SglangHttp http, EngineStateHolder state) {
+  PausedEngine(String engine, EngineHttp http, String resumeRoute, EngineStateHolder state) {
     this.engine = engine;
     this.http = http;
+    this.resumeRoute = resumeRoute;
     this.state = state;
   }
 
@@ -53,11 +56,11 @@ final class PausedEngine {
       return ending;
     }
     try {
-      http.resume();
+      http.resume(resumeRoute);
       ending = Ending.RESUMED;
     } catch (EngineCallException e) {
       resumeError = e.getMessage();
-      LOG.warning(() -> engine + ": continue_generation failed: " + resumeError);
+      LOG.warning(() -> engine + ": " + resumeRoute + " failed: " + resumeError);
       ending = Ending.RESUME_FAILED;
     }
     return ending;

@@ -1,88 +1,43 @@
 package dev.weightsync.server.engine;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import java.io.IOException;
 import java.nio.file.Path;
 
 /**
  * One SGLang update session (docs/engines.md): pause, flush (retried while 400), begin (when
  * supported), update_weights_from_disk, end (when supported), confirm with get_weight_version,
- * and only then resume — through the {@link PausedEngine} lease, on every path.
+ * and only then resume — through the lease, as {@link LeasedSession} has it.
  *
- * <p>What the engine holds is recorded before each step that changes it: PAUSED_CLEAN before the
- * pause, MAYBE_MIXED before begin and before the load. From MAYBE_MIXED — this session's or one
- * left by an earlier one — the engine is resumed only after a complete version loaded and was
- * confirmed. A load whose attempt may still be running inside the engine (a timeout, a dropped
- * connection) is not sent again: the next load queues behind it, as SGLang runs updates one at a
- * time.
+ * <p>MAYBE_MIXED is recorded before begin and before the load. A load whose attempt may still be
+ * running inside the engine (a timeout, a dropped connection) is not sent again: the next load
+ * queues behind it, as SGLang runs updates one at a time.
  */
-final class SglangSession {
+final class SglangSession extends LeasedSession {
 
   private static final int FLUSH_ATTEMPTS = 20;
+  /** SGLang's resume. */
+  static final String RESUME = "/continue_generation";
 
-  private final String engine;
-  private final SglangHttp http;
-  private final EngineStateHolder state;
   private final String pauseMode;
-  private final boolean resumeAfterFailedLoad;
 
-  SglangSession(String engine, SglangHttp http, EngineStateHolder state, String pauseMode,
-      boolean resumeAfterFailedLoad) {
-    this.engine = engine;
-    this.http = http;
-    this.state = state;
+  SglangSession(String engine, EngineHttp http, EngineStateHolder state, String pauseMode,
+      boolean resumeAfterFailedLoad, EnginePaths paths) {
+    super(engine, http, state, resumeAfterFailedLoad, paths);
     this.pauseMode = pauseMode;
-    this.resumeAfterFailedLoad = resumeAfterFailedLoad;
   }
 
-  /** What this session started from. */
-  private record Start(long nanos, EngineWeights before, String version) {
-    boolean mixedBefore() {
-      return !before.mayResume();
-    }
-
-    /** The version the engine's weights were complete at (the label it keeps showing). */
-    String from() {
-      return before.version();
-    }
+  @Override
+  public String resumeRoute() {
+    return RESUME;
   }
 
-  /** Loads {@code folder} as {@code version}; the result says what the engine is left doing. */
-  EngineResult run(Path folder, String version) {
-    Start s = new Start(System.nanoTime(), state.weights(), version);
-    if (!s.mixedBefore()) {
-      try {
-        state.record(EngineWeights.pausedClean(s.from(), "paused to load '" + version + "'"));
-      } catch (IOException e) {
-        return result(s, EngineOutcome.FAILED_UNTOUCHED, s.from(), "pause", "cannot record the"
-            + " session in the staging folder (" + e.getMessage() + "); the engine was not paused");
-      }
-    }
-    PausedEngine lease = new PausedEngine(engine, http, state);
+  @Override
+  protected EngineResult steps(Start s, PausedEngine lease, Path folder) {
     try {
-      return steps(s, lease, folder);
-    } catch (RuntimeException e) {
-      return untouchedOrMixed(s, lease, "internal", "internal error in the session: " + e);
-    } finally {
-      lease.close(); // a no-op when a step already ended it
-    }
-  }
-
-  private EngineResult steps(Start s, PausedEngine lease, Path folder) {
-    try {
-      http.call("POST", "/pause_generation", SglangHttp.JSON.createObjectNode().put("mode", pauseMode),
+      http.call("POST", "/pause_generation", EngineHttp.JSON.createObjectNode().put("mode", pauseMode),
           http.retries());
     } catch (EngineCallException e) {
-      boolean wasRunning = s.before().kind() == EngineWeights.Kind.SERVING
-          || s.before().kind() == EngineWeights.Kind.UNKNOWN;
-      if (!e.mayHaveRun() && wasRunning) { // never reached, or refused: it is not paused
-        state.settle(s.before());
-        lease.notPaused();
-        return result(s, EngineOutcome.FAILED_UNTOUCHED, s.from(), "pause", "pause_generation"
-            + " failed: " + e.getMessage() + "; the engine was not paused and serves its"
-            + " previous version");
-      }
-      return untouchedOrMixed(s, lease, "pause", "pause_generation failed: " + e.getMessage());
+      return pauseFailed(s, lease, e, "pause_generation");
     }
     try {
       flush();
@@ -95,7 +50,7 @@ final class SglangSession {
     }
     boolean session;
     try {
-      SglangHttp.Answer a = http.send("POST", "/begin_weight_update", SglangHttp.JSON.createObjectNode(),
+      EngineHttp.Answer a = http.send("POST", "/begin_weight_update", EngineHttp.JSON.createObjectNode(),
           http.retries());
       session = a.status() != 404;
       if (session && !a.ok()) {
@@ -113,7 +68,7 @@ final class SglangSession {
     }
     if (session) {
       try {
-        http.call("POST", "/end_weight_update", SglangHttp.JSON.createObjectNode(), http.retries());
+        http.call("POST", "/end_weight_update", EngineHttp.JSON.createObjectNode(), http.retries());
       } catch (EngineCallException e) {
         return failedLoad(s, lease, "end", "end_weight_update failed: " + e.getMessage());
       }
@@ -130,29 +85,12 @@ final class SglangSession {
       return failedLoad(s, lease, "confirm", "the engine reports weight_version '" + confirmed
           + "' after loading '" + s.version() + "'");
     }
-    state.settle(EngineWeights.pausedClean(s.version(), "loaded and confirmed '" + s.version() + "'"));
-    if (lease.close() == PausedEngine.Ending.RESUMED) {
-      state.settle(EngineWeights.serving(s.version()));
-      return result(s, EngineOutcome.LOADED, s.version(), "", "");
-    }
-    return result(s, EngineOutcome.FAILED_PAUSED, "", "continue", "loaded and confirmed '"
-        + s.version() + "', but continue_generation failed: " + lease.resumeError()
-        + "; paused with complete weights, the next version resumes it");
-  }
-
-  /** Records MAYBE_MIXED (from the last complete version to this target); false if it cannot. */
-  private boolean mayBeMixedFrom(Start s, String why) {
-    try {
-      state.record(EngineWeights.maybeMixed(s.from(), s.version(), why));
-      return true;
-    } catch (IOException e) {
-      return false;
-    }
+    return confirmed(s, lease);
   }
 
   private void flush() throws EngineCallException {
     for (int attempt = 0; ; attempt++) {
-      SglangHttp.Answer a = http.send("POST", "/flush_cache", SglangHttp.JSON.createObjectNode(),
+      EngineHttp.Answer a = http.send("POST", "/flush_cache", EngineHttp.JSON.createObjectNode(),
           http.retries());
       if (a.ok()) {
         return;
@@ -170,8 +108,8 @@ final class SglangSession {
    * null on success, else why it failed.
    */
   private String load(Path folder, String version) {
-    ObjectNode body = SglangHttp.JSON.createObjectNode()
-        .put("model_path", folder.toAbsolutePath().toString())
+    ObjectNode body = EngineHttp.JSON.createObjectNode()
+        .put("model_path", paths.of(folder))
         .put("weight_version", version)
         .put("flush_cache", true)
         .put("abort_all_requests", false);
@@ -182,7 +120,7 @@ final class SglangSession {
         http.backoff(attempt - 1);
       }
       try {
-        SglangHttp.Answer a = http.send("POST", "/update_weights_from_disk", body, 0);
+        EngineHttp.Answer a = http.send("POST", "/update_weights_from_disk", body, 0);
         if (a.ok() && a.body().path("success").asBoolean(false)) {
           return null;
         }
@@ -197,51 +135,5 @@ final class SglangSession {
       }
     }
     return error + " (after " + attempts + " attempt(s))";
-  }
-
-  /**
-   * A failure before any weight changed: the lease resumes the engine on its previous version —
-   * unless an earlier session left it possibly mixed, and then it stays paused.
-   */
-  private EngineResult untouchedOrMixed(Start s, PausedEngine lease, String step, String error) {
-    if (!state.weights().mayResume()) {
-      return failedLoad(s, lease, step, error);
-    }
-    PausedEngine.Ending end = lease.close();
-    if (end == PausedEngine.Ending.RESUMED) {
-      state.settle(s.before().kind() == EngineWeights.Kind.UNKNOWN ? EngineWeights.unknown()
-          : EngineWeights.serving(s.from()));
-      return result(s, EngineOutcome.FAILED_UNTOUCHED, s.from(), step,
-          error + "; weights untouched, serving the previous version");
-    }
-    state.settle(EngineWeights.pausedClean(s.from(), step + " failed and continue_generation"
-        + " failed: " + lease.resumeError()));
-    return result(s, EngineOutcome.FAILED_PAUSED, "", step, error + "; and continue_generation"
-        + " failed (" + lease.resumeError() + "): paused with its previous weights untouched;"
-        + " the next version resumes it");
-  }
-
-  /** A failure after weights may have changed: left paused, or resumed anyway if configured. */
-  private EngineResult failedLoad(Start s, PausedEngine lease, String step, String error) {
-    EngineWeights now = state.weights();
-    String from = now.mixed() ? now.version() : s.from();
-    EngineWeights mixed = EngineWeights.maybeMixed(from, s.version(), step + " failed: " + error);
-    state.settle(mixed);
-    if (resumeAfterFailedLoad && lease.acceptMixed() == PausedEngine.Ending.RESUMED) {
-      state.settle(EngineWeights.servingMixed(from, s.version(), "resumed after " + step
-          + " failed (resume-after-failed-load): " + error));
-      return result(s, EngineOutcome.FAILED_RESUMED, "", step, error + "; resumed anyway"
-          + " (resume-after-failed-load): it may serve a mix of versions");
-    }
-    lease.close();
-    return result(s, EngineOutcome.FAILED_PAUSED, "", step, error + "; left paused: its weights"
-        + " may be a mix of '" + from + "' and '" + s.version() + "', and it is resumed only once"
-        + " a complete version loads");
-  }
-
-  private EngineResult result(Start s, EngineOutcome outcome, String loaded, String step,
-      String message) {
-    return new EngineResult(engine, outcome, loaded, message, (System.nanoTime() - s.nanos()) / 1e9,
-        step);
   }
 }

@@ -17,6 +17,7 @@ import dev.weightsync.server.ProtoMapping;
 import dev.weightsync.server.config.Role;
 import dev.weightsync.server.engine.EngineAdapter;
 import dev.weightsync.server.engine.EngineState;
+import dev.weightsync.server.engine.LeasedEngineAdapter;
 import dev.weightsync.server.ingest.ZeroCopyRequests.Received;
 import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.pipeline.PartResult;
@@ -234,9 +235,9 @@ public final class WeightSyncService implements WeightSyncGrpc.AsyncService, Bin
   public void resumeEngine(dev.weightsync.proto.v1.ResumeEngineRequest request,
       StreamObserver<dev.weightsync.proto.v1.ResumeEngineResponse> responses) {
     String name = request.getEngine();
-    dev.weightsync.server.engine.SglangAdapter engine = coordinator.engines().stream()
-        .filter(e -> e instanceof dev.weightsync.server.engine.SglangAdapter && e.name().equals(name))
-        .map(e -> (dev.weightsync.server.engine.SglangAdapter) e).findFirst().orElse(null);
+    LeasedEngineAdapter engine = coordinator.engines().stream()
+        .filter(e -> e instanceof LeasedEngineAdapter && e.name().equals(name))
+        .map(e -> (LeasedEngineAdapter) e).findFirst().orElse(null);
     if (engine == null) {
       responses.onError(io.grpc.Status.NOT_FOUND.withDescription("no engine '"
           + Refusals.printable(name) + "' here; engines: "

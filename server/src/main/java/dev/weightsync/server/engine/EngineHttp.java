@@ -20,12 +20,12 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 /**
- * HTTP calls to one SGLang engine: each with a timeout, retried with a doubling backoff when that
+ * HTTP calls to one engine (SGLang's routes or vLLM's): each with a timeout, retried with a doubling backoff when that
  * is safe, and abandonable at shutdown ({@link #abandon}) without interrupting anyone: an
  * abandoned call fails as one that may have run. The lease's resume goes through
  * {@link #resume}, which abandonment does not touch and interrupts cannot cut short.
  */
-final class SglangHttp {
+final class EngineHttp {
 
   static final ObjectMapper JSON = new ObjectMapper();
   private static final Duration HEALTH_TIMEOUT = Duration.ofSeconds(2);
@@ -47,7 +47,7 @@ final class SglangHttp {
   private final Set<CompletableFuture<?>> inFlight = ConcurrentHashMap.newKeySet();
   private volatile boolean abandoned;
 
-  SglangHttp(String baseUrl, String adminKey, Duration timeout, int retries, Duration backoff) {
+  EngineHttp(String baseUrl, String adminKey, Duration timeout, int retries, Duration backoff) {
     this.baseUrl = baseUrl;
     this.adminKey = adminKey;
     this.timeout = timeout;
@@ -103,20 +103,21 @@ final class SglangHttp {
   }
 
   /**
-   * {@code continue_generation}, retried within {@link #resumeTimeout}: unaffected by
+   * The engine's resume ({@code route}: SGLang's {@code /continue_generation}, vLLM's
+   * {@code /resume}), retried within {@link #resumeTimeout}: unaffected by
    * {@link #abandon} and by interrupts (the interrupt flag is restored afterwards).
    */
-  void resume() throws EngineCallException {
+  void resume(String route) throws EngineCallException {
     long deadline = System.nanoTime() + resumeTimeout.toNanos();
     EngineCallException last = null;
     for (int attempt = 0; attempt <= retries && System.nanoTime() < deadline; attempt++) {
       try {
         Duration left = Duration.ofNanos(Math.max(1, deadline - System.nanoTime()));
-        Answer a = once("POST", "/continue_generation", JSON.createObjectNode(), left, false);
+        Answer a = once("POST", route, JSON.createObjectNode(), left, false);
         if (a.ok()) {
           return;
         }
-        last = new EngineCallException("/continue_generation answered HTTP " + a.status(), false);
+        last = new EngineCallException(route + " answered HTTP " + a.status(), false);
         if (a.status() < 500) {
           break;
         }
@@ -126,7 +127,7 @@ final class SglangHttp {
       pauseUninterruptibly(Math.min(backoff.toMillis() << Math.min(attempt, 5),
           Math.max(0, (deadline - System.nanoTime()) / 1_000_000)));
     }
-    throw last != null ? last : new EngineCallException("/continue_generation: no time left", true);
+    throw last != null ? last : new EngineCallException(route + ": no time left", true);
   }
 
   /** Ends every call in flight and refuses new ones, except {@link #resume}. */

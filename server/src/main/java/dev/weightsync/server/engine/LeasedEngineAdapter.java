@@ -8,30 +8,50 @@ import java.util.function.Supplier;
 import java.util.logging.Logger;
 
 /**
- * One SGLang engine: its update sessions ({@link SglangSession}), its recovery after a restart,
- * and what it may serve ({@link EngineWeights}, kept in the {@link SessionLedger}). Sessions and
- * recovery never overlap: one engine, one of them at a time.
+ * One engine driven over HTTP (SGLang's routes, {@link SglangSession}; vLLM's,
+ * {@link VllmSession}): its update sessions, its recovery after a restart, an operator's release,
+ * and what it may serve ({@link EngineWeights}, kept in the {@link SessionLedger}). Sessions,
+ * recovery and releases never overlap: one engine, one of them at a time.
  */
-public final class SglangAdapter implements EngineAdapter {
+public final class LeasedEngineAdapter implements EngineAdapter {
 
-  private static final Logger LOG = Logger.getLogger(SglangAdapter.class.getName());
+  private static final Logger LOG = Logger.getLogger(LeasedEngineAdapter.class.getName());
 
   private final String baseUrl;
-  private final SglangHttp http;
+  private final EngineHttp http;
   private final EngineStateHolder state;
-  private final SglangSession session;
+  private final UpdateSession session;
   private final ReentrantLock oneAtATime = new ReentrantLock();
 
+  /** How to reach an engine and what a session may do; the same for either engine's routes. */
+  public record Settings(String adminKey, Duration timeout, int retries, Duration backoff,
+      boolean resumeAfterFailedLoad, SessionLedger ledger, EnginePaths paths) {}
+
+  private LeasedEngineAdapter(String url, Settings s, SessionFactory sessions) {
+    this.baseUrl = url.endsWith("/") ? url.substring(0, url.length() - 1) : url;
+    this.http = new EngineHttp(this.baseUrl, s.adminKey(), s.timeout(), s.retries(), s.backoff());
+    this.state = new EngineStateHolder(this.baseUrl, s.ledger());
+    this.session = sessions.create(this.baseUrl, http, state);
+  }
+
+  private interface SessionFactory {
+    UpdateSession create(String engine, EngineHttp http, EngineStateHolder state);
+  }
+
   /**
-   * @param ledger where what the engine holds is recorded, so that a restarted sidecar knows
-   *     which engines it left paused or possibly mixed
+   * An SGLang engine at {@code url}; {@code pauseMode} is sent to {@code pause_generation}. The
+   * ledger in {@code s} is where what the engine holds is recorded, so that a restarted sidecar
+   * knows which engines it left paused or possibly mixed.
    */
-  public SglangAdapter(String baseUrl, String adminKey, Duration timeout, int retries,
-      String pauseMode, boolean resumeAfterFailedLoad, Duration backoff, SessionLedger ledger) {
-    this.baseUrl = baseUrl.endsWith("/") ? baseUrl.substring(0, baseUrl.length() - 1) : baseUrl;
-    this.http = new SglangHttp(this.baseUrl, adminKey, timeout, retries, backoff);
-    this.state = new EngineStateHolder(this.baseUrl, ledger);
-    this.session = new SglangSession(this.baseUrl, http, state, pauseMode, resumeAfterFailedLoad);
+  public static LeasedEngineAdapter sglang(String url, String pauseMode, Settings s) {
+    return new LeasedEngineAdapter(url, s, (engine, http, state) -> new SglangSession(engine,
+        http, state, pauseMode, s.resumeAfterFailedLoad(), s.paths()));
+  }
+
+  /** A vLLM engine at {@code url} (the disk weight-transfer backend); {@code pauseMode} for /pause. */
+  public static LeasedEngineAdapter vllm(String url, String pauseMode, Settings s) {
+    return new LeasedEngineAdapter(url, s, (engine, http, state) -> new VllmSession(engine,
+        http, state, pauseMode, s.resumeAfterFailedLoad(), s.paths()));
   }
 
   @Override
@@ -63,8 +83,8 @@ public final class SglangAdapter implements EngineAdapter {
   /**
    * After a restart, before the sidecar reports ready: an engine left PAUSED_CLEAN is resumed; one
    * left MAYBE_MIXED gets the newest complete staged version loaded, confirmed and only then
-   * resumed (SGLang runs updates one at a time, so this load queues behind one still running
-   * inside the engine); without one, or if that fails, it stays paused and says why.
+   * resumed (an engine runs updates one at a time, so this load queues behind one still running
+   * inside it); without one, or if that fails, it stays paused and says why.
    */
   public void recover(Supplier<Optional<Path>> newestComplete) {
     oneAtATime.lock();
@@ -72,14 +92,14 @@ public final class SglangAdapter implements EngineAdapter {
       EngineWeights w = state.weights();
       switch (w.kind()) {
         case PAUSED_CLEAN -> {
-          PausedEngine lease = new PausedEngine(baseUrl, http, state);
+          PausedEngine lease = new PausedEngine(baseUrl, http, session.resumeRoute(), state);
           if (lease.close() == PausedEngine.Ending.RESUMED) {
             state.settle(EngineWeights.serving(w.version()));
             LOG.warning(baseUrl + ": resumed; this sidecar had paused it before it restarted,"
                 + " with its weights of '" + w.version() + "' untouched");
           } else {
             state.settle(w.because("paused by this sidecar before it restarted, weights"
-                + " untouched; continue_generation failed: " + lease.resumeError()
+                + " untouched; " + session.resumeRoute() + " failed: " + lease.resumeError()
                 + "; the next version resumes it"));
           }
         }
@@ -125,10 +145,10 @@ public final class SglangAdapter implements EngineAdapter {
             + w.target() + "' (" + w.reason() + "); it is resumed only with --accept-mixed, or"
             + " by a version that loads");
       }
-      PausedEngine lease = new PausedEngine(baseUrl, http, state);
+      PausedEngine lease = new PausedEngine(baseUrl, http, session.resumeRoute(), state);
       PausedEngine.Ending end = acceptMixed ? lease.acceptMixed() : lease.close();
       if (end != PausedEngine.Ending.RESUMED) {
-        throw new IllegalStateException(baseUrl + ": continue_generation failed: "
+        throw new IllegalStateException(baseUrl + ": " + session.resumeRoute() + " failed: "
             + lease.resumeError());
       }
       LOG.warning(baseUrl + ": resumed by an operator" + (w.mixed() ? " over possibly mixed"
