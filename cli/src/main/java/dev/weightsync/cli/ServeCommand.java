@@ -44,8 +44,9 @@ final class ServeCommand implements Callable<Integer> {
       System.out.println("configuration OK: " + cfg);
       return 0;
     }
-    if (cfg.sglangUrls().isEmpty() && cfg.role() != Role.TRAINER) {
-      System.err.println("warning: no engine configured (--sglang-url): versions are staged in "
+    if (cfg.sglangUrls().isEmpty() && cfg.vllmUrls().isEmpty() && cfg.role() != Role.TRAINER) {
+      System.err.println("warning: no engine configured (--sglang-url, --vllm-url): versions are"
+          + " staged in "
           + cfg.stagingDir() + " but no engine is told to load them");
     }
     Sidecar sidecar = new Sidecar(cfg).start();

@@ -115,15 +115,7 @@ public final class Sidecar implements AutoCloseable {
         config.stagingPermissions());
     this.space = new StagingSpace(staging.root().toString(),
         StagingSpace.FileSystemSpace.of(staging.root()), config.stagingReserve());
-    String adminKey = config.sglangAdminKeyFile() != null
-        ? Files.readString(config.sglangAdminKeyFile()).trim() : config.sglangAdminKey();
-    List<EngineAdapter> engines = new ArrayList<>();
-    SessionLedger ledger = new SessionLedger(staging.root());
-    for (String url : config.sglangUrls()) {
-      engines.add(LeasedEngineAdapter.sglang(url, config.pauseMode().flag(),
-          new LeasedEngineAdapter.Settings(adminKey, config.engineTimeout(), config.engineRetries(),
-              config.engineBackoff(), config.resumeAfterFailedLoad(), ledger, EnginePaths.same())));
-    }
+    List<EngineAdapter> engines = engines(config, staging.root());
     this.engines = List.copyOf(engines);
     this.readiness = new Readiness(this.engines);
     boolean trainerSide = config.role() == Role.TRAINER;
@@ -208,6 +200,36 @@ public final class Sidecar implements AutoCloseable {
             services);
   }
 
+  /**
+   * The engines this sidecar drives: SGLang's and vLLM's, in that order, sharing one session
+   * ledger (in the staging folder) and one view of the staging folder's path.
+   */
+  private static List<EngineAdapter> engines(SidecarConfig config, java.nio.file.Path root)
+      throws IOException {
+    SessionLedger ledger = new SessionLedger(root);
+    EnginePaths paths = new EnginePaths(root, config.engineStagingDir());
+    String sglangKey = config.sglangAdminKeyFile() != null
+        ? Files.readString(config.sglangAdminKeyFile()).trim() : config.sglangAdminKey();
+    String vllmKey = config.vllmApiKeyFile() != null
+        ? Files.readString(config.vllmApiKeyFile()).trim() : config.vllmApiKey();
+    List<EngineAdapter> engines = new ArrayList<>();
+    for (String url : config.sglangUrls()) {
+      engines.add(LeasedEngineAdapter.sglang(url, config.pauseMode().flag(), settings(config,
+          sglangKey, ledger, paths)));
+    }
+    for (String url : config.vllmUrls()) {
+      engines.add(LeasedEngineAdapter.vllm(url, config.vllmPauseMode().flag(), settings(config,
+          vllmKey, ledger, paths)));
+    }
+    return engines;
+  }
+
+  private static LeasedEngineAdapter.Settings settings(SidecarConfig config, String key,
+      SessionLedger ledger, EnginePaths paths) {
+    return new LeasedEngineAdapter.Settings(key, config.engineTimeout(), config.engineRetries(),
+        config.engineBackoff(), config.resumeAfterFailedLoad(), ledger, paths);
+  }
+
   /** A bind failure said as such, naming the port and its option; other failures unchanged. */
   private static IOException inUse(IOException e, String what) {
     for (Throwable t = e; t != null; t = t.getCause()) {
@@ -241,7 +263,7 @@ public final class Sidecar implements AutoCloseable {
         + (tls == null ? "plaintext" : (config.tlsClientCa() == null ? "TLS" : "mutual TLS")
             + " via " + ServerTls.provider()) + "), staging in " + staging.root()
         + (relay != null ? ", relaying to " + config.relayTo() + " (policy " + config.policy() + ")"
-            : ", engines " + config.sglangUrls()));
+            : ", engines " + engines.stream().map(EngineAdapter::name).toList()));
     return this;
   }
 

@@ -6,7 +6,7 @@ import java.util.Locale;
 
 /**
  * The keys whose value is one of a few names ({@link Role}, {@link Policy}, {@link GpuFailure},
- * {@link PauseMode}): each an enum whose constants, lower-cased, are the names. A name that is
+ * {@link PauseMode}, {@link VllmPauseMode}): each an enum whose constants, lower-cased, are the names. A name that is
  * none of them is refused at load, listing the ones allowed.
  */
 final class Choices {

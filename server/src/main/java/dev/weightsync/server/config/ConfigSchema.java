@@ -76,6 +76,15 @@ public final class ConfigSchema {
           + " Authorization: Bearer (prefer --sglang-admin-key-file); never logged.", true),
       key("sglang-admin-key-file", Kind.TEXT, null, null, "FILE", "File holding the SGLang"
           + " admin API key (wins over --sglang-admin-key)."),
+      key("vllm-url", Kind.LIST, null, null, "URL", "A vLLM engine's base URL (repeatable;"
+          + " vllm serve with VLLM_SERVER_DEV_MODE=1 and the disk weight-transfer backend)."),
+      new Key("vllm-api-key", Kind.TEXT, null, null, null, "vLLM's API key, sent as"
+          + " Authorization: Bearer (prefer --vllm-api-key-file); never logged.", true),
+      key("vllm-api-key-file", Kind.TEXT, null, null, "FILE", "File holding the vLLM API key"
+          + " (wins over --vllm-api-key)."),
+      key("vllm-pause-mode", Kind.TEXT, "abort", "vLLM /pause mode: abort, wait or keep."),
+      key("engine-staging-dir", Kind.TEXT, null, null, "PATH", "The staging folder's path as"
+          + " the engines see it, when they mount it at another path than staging-dir."),
       key("part-timeout", Kind.TEXT, "300s", "Time for all parts of a version to arrive, from"
           + " its first header; also how long a stream may fall silent before its commit."),
       key("header-timeout", Kind.TEXT, "30s", "A stream that sends no tensor data this long"

@@ -35,6 +35,16 @@ public record SidecarConfig(
     @JsonProperty("sglang-admin-key") String sglangAdminKey,
     /** File holding the admin key (wins over sglang-admin-key). */
     @JsonProperty("sglang-admin-key-file") Path sglangAdminKeyFile,
+    /** vLLM base URLs, one per engine (its disk weight-transfer backend). */
+    @JsonProperty("vllm-url") List<String> vllmUrls,
+    /** vLLM's API key, if the engine asks for one; never logged. */
+    @JsonProperty("vllm-api-key") String vllmApiKey,
+    /** File holding the vLLM API key (wins over vllm-api-key). */
+    @JsonProperty("vllm-api-key-file") Path vllmApiKeyFile,
+    /** How vLLM's /pause treats requests in flight. */
+    @JsonProperty("vllm-pause-mode") VllmPauseMode vllmPauseMode,
+    /** The staging folder's path as the engines see it, when they mount it elsewhere. */
+    @JsonProperty("engine-staging-dir") String engineStagingDir,
     /** How long all parts of a version may take to arrive, from its first header. */
     @JsonProperty("part-timeout") Duration partTimeout,
     /** Staged versions kept on disk (the newest K). */
@@ -118,6 +128,7 @@ public record SidecarConfig(
     Objects.requireNonNull(engineBackoff, "engine-backoff");
     Objects.requireNonNull(shutdownGrace, "shutdown-grace");
     sglangUrls = sglangUrls == null ? List.of() : List.copyOf(sglangUrls);
+    vllmUrls = vllmUrls == null ? List.of() : List.copyOf(vllmUrls);
     listen = listen == null ? List.of() : List.copyOf(listen);
     for (String l : listen) {
       ListenAddress.parse(l);
@@ -130,6 +141,10 @@ public record SidecarConfig(
     if (role != Role.TRAINER && !relayTo.isEmpty()) {
       throw new IllegalArgumentException("relay-to is for role trainer (this sidecar's role is "
           + role + ")");
+    }
+    if (role == Role.TRAINER && !vllmUrls.isEmpty()) {
+      throw new IllegalArgumentException("a trainer-side sidecar drives no engine: drop vllm-url"
+          + " (give it to the engine-side sidecars)");
     }
     if (role == Role.TRAINER && !sglangUrls.isEmpty()) {
       throw new IllegalArgumentException("a trainer-side sidecar drives no engine: drop sglang-url"
@@ -203,6 +218,18 @@ public record SidecarConfig(
         throw new IllegalArgumentException("sglang-url must start with http:// or https://: " + url);
       }
     }
+    for (String url : vllmUrls) {
+      if (!url.startsWith("http://") && !url.startsWith("https://")) {
+        throw new IllegalArgumentException("vllm-url must start with http:// or https://: " + url);
+      }
+      if (sglangUrls.contains(url)) {
+        throw new IllegalArgumentException(url + " is given as both sglang-url and vllm-url");
+      }
+    }
+    if (engineStagingDir != null && !engineStagingDir.startsWith("/")) {
+      throw new IllegalArgumentException("engine-staging-dir must be an absolute path, got "
+          + engineStagingDir);
+    }
   }
 
   /** The output format (null when the quantization config alone decides). */
@@ -245,8 +272,10 @@ public record SidecarConfig(
     for (ConfigSchema.Key k : ConfigSchema.KEYS) {
       Object v = values.get(k.name());
       b.append(b.length() > "SidecarConfig[".length() ? ", " : "").append(k.name()).append('=');
-      if (k.secret() || (k.name().equals("sglang-admin-key") && sglangAdminKeyFile != null)) {
-        b.append(v == null && sglangAdminKeyFile == null ? "none" : "(set)");
+      Path keyFile = k.name().equals("sglang-admin-key") ? sglangAdminKeyFile
+          : k.name().equals("vllm-api-key") ? vllmApiKeyFile : null;
+      if (k.secret() || keyFile != null) {
+        b.append(v == null && keyFile == null ? "none" : "(set)");
       } else if (v instanceof Duration d) {
         b.append(d.toMillis() % 1000 == 0 ? d.toSeconds() + "s" : d.toMillis() + "ms");
       } else if (v instanceof Long n && n == -1 && "auto".equals(k.defaultValue())) {

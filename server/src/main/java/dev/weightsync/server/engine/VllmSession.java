@@ -44,7 +44,11 @@ final class VllmSession extends LeasedSession {
   @Override
   protected EngineResult steps(Start s, PausedEngine lease, Path folder) {
     try {
-      http.call("POST", "/pause?mode=" + pauseMode, null, http.retries());
+      EngineHttp.Answer a = http.send("POST", "/pause?mode=" + pauseMode, null, http.retries());
+      if (!a.ok()) { // refused: not paused
+        throw new EngineCallException(a.status() == 404 ? NO_ROUTES
+            : "/pause answered HTTP " + a.status() + " " + detail(a.body()), false);
+      }
     } catch (EngineCallException e) {
       initialized = false; // it may have been restarted
       return pauseFailed(s, lease, e, "pause");
