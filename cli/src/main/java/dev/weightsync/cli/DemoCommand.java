@@ -24,11 +24,17 @@ import picocli.CommandLine.Option;
  * staged folder equals what {@code convert} writes.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-    description = "Start a sidecar and a stand-in SGLang engine, push a small generated model, show what happened.")
+    description = "Start a sidecar and a stand-in engine (SGLang's routes, or vLLM's), push a small generated model, show what happened.")
 final class DemoCommand implements Callable<Integer> {
 
   @Option(names = "--format", defaultValue = "fp8-block", description = "Output format (default ${DEFAULT-VALUE}).")
   String format;
+
+  @Option(names = "--engine", defaultValue = "sglang", paramLabel = "sglang|vllm",
+      description = "Whose routes the stand-in engine speaks (default ${DEFAULT-VALUE}).")
+  String engineKind;
+
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
   @Option(names = "--layers", defaultValue = "4", description = "Decoder layers of the generated model (default ${DEFAULT-VALUE}).")
   int layers;
@@ -49,14 +55,20 @@ final class DemoCommand implements Callable<Integer> {
       long bytes = tensors.stream().mapToLong(TensorSpec::byteLength).sum();
       System.out.printf("generated a %d-layer BF16 model: %d tensors, %s, in %s%n", layers,
           tensors.size(), ByteSizeConverter.format(bytes), model);
-      try (StandInEngine engine = new StandInEngine(0, null).start();
+      StandInEngine.Api api = switch (engineKind) {
+        case "sglang" -> StandInEngine.Api.SGLANG;
+        case "vllm" -> StandInEngine.Api.VLLM;
+        default -> throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+            "--engine must be sglang or vllm, got " + engineKind);
+      };
+      try (StandInEngine engine = new StandInEngine(0, null, api).start();
           Sidecar sidecar = new Sidecar(ConfigLoader.load(null, Map.of(), Map.of(
               "port", 0, "metrics-port", -1, "format", format,
               "staging-dir", work.resolve("staging").toString(),
-              "sglang-url", List.of(engine.url()), "part-timeout", "60s"))).start();
+              engineKind + "-url", List.of(engine.url()), "part-timeout", "60s"))).start();
           WeightSyncClient client = WeightSyncClient.connect("127.0.0.1:" + sidecar.port())) {
-        System.out.printf("sidecar on 127.0.0.1:%d (%s), stand-in engine at %s%n", sidecar.port(),
-            format, engine.url());
+        System.out.printf("sidecar on 127.0.0.1:%d (%s), stand-in %s engine at %s%n",
+            sidecar.port(), format, engineKind, engine.url());
         UpdateWeightsResponse last = null;
         for (int v = 1; v <= versions; v++) {
           engine.clearCalls();
