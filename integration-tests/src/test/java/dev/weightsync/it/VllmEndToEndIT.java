@@ -121,6 +121,38 @@ class VllmEndToEndIT {
   }
 
   @Test
+  void behindARelayEachEngineOfAMixedFleetIsReportedToTheTrainer() throws Exception {
+    try (StandInEngine sglang = new StandInEngine(0, null).start();
+        StandInEngine vllm = new StandInEngine(0, null, StandInEngine.Api.VLLM).start()) {
+      Sidecar engineSide = new Sidecar(ConfigLoader.load(null, Map.of(), Map.of("role", "engine",
+          "port", 0, "metrics-port", -1, "staging-dir", tmp.resolve("engine").toString(),
+          "sglang-url", List.of(sglang.url()), "vllm-url", List.of(vllm.url()),
+          "engine-retries", 0, "engine-backoff", "10ms", "part-timeout", "30s"))).start();
+      Sidecar trainerSide = sidecar(Map.of("role", "trainer", "relay-to",
+          List.of("127.0.0.1:" + engineSide.port()), "format", "int4-group"));
+      try (WeightSyncClient c = client(trainerSide)) {
+        UpdateWeightsResponse ok = c.pushFolder(Launcher.golden("bf16"), "r1", 0, 1);
+        assertThat(ok.getEngines(0).getEnginesList()).extracting(EngineResult::getOutcome)
+            .containsOnly(EngineOutcome.LOADED);
+        assertThat(vllm.weightVersion()).isEqualTo("r1");
+        assertThat(Launcher.compare(Launcher.golden("int4_g128"), Path.of(vllm.modelPath()))
+            .exitCode()).isZero();
+
+        vllm.faults(f -> f.loadFailures = 1);
+        assertThatThrownBy(() -> c.pushFolder(Launcher.golden("bf16"), "r2", 0, 1))
+            .isInstanceOfSatisfying(StatusRuntimeException.class, e -> assertThat(
+                e.getStatus().getDescription()).contains(vllm.url()).contains("FAILED_PAUSED"));
+        assertThat(sglang.weightVersion()).isEqualTo("r2");
+        assertThat(vllm.paused()).isTrue();
+        assertThat(vllm.violations()).isZero();
+      } finally {
+        trainerSide.close();
+        engineSide.close();
+      }
+    }
+  }
+
+  @Test
   void theEngineIsToldTheFolderWhereItMountsTheStagingFolder() throws Exception {
     Path staging = Files.createDirectories(tmp.resolve("staging"));
     Path engineView = Files.createSymbolicLink(tmp.resolve("engine-view"), staging);
