@@ -3,7 +3,6 @@ package dev.weightsync.cli.engine;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import dev.weightsync.server.HttpServers;
@@ -11,7 +10,6 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -50,7 +48,9 @@ public final class StandInEngine implements AutoCloseable {
   final Faults faults = new Faults();
   /** Engines run weight updates one at a time; a second one waits for the first. */
   final Object updateLock = new Object();
-  /** vLLM's routes, or null when speaking SGLang's. */
+  /** The routes of the API spoken. */
+  private final EngineRoutes routes;
+  /** vLLM's routes, or null when speaking SGLang's (for its update state). */
   private final VllmRoutes vllm;
   private volatile boolean closed;
   // What the engine serves, guarded by this object's lock; the routes of either API change it.
@@ -74,6 +74,7 @@ public final class StandInEngine implements AutoCloseable {
   public StandInEngine(int port, String adminKey, Api api) throws IOException {
     this.adminKey = adminKey;
     this.vllm = api == Api.VLLM ? new VllmRoutes(this) : null;
+    this.routes = vllm != null ? vllm : new SglangRoutes(this);
     try {
       this.server = HttpServers.create(new InetSocketAddress("127.0.0.1", port));
     } catch (java.net.BindException e) {
@@ -244,7 +245,7 @@ public final class StandInEngine implements AutoCloseable {
       late.finish();
       return;
     }
-    if (route.equals("/update_weights_from_disk") || (vllm != null && VllmRoutes.loads(route))) {
+    if (routes.loads(route)) {
       synchronized (this) {
         partialLoad = true; // a refused load may have applied part of the folder
       }
@@ -259,18 +260,7 @@ public final class StandInEngine implements AutoCloseable {
 
   private void route(Reply ex, String route, String query, JsonNode body) throws IOException,
       InterruptedException {
-    if (vllm != null) {
-      vllm.route(ex, route, queryParameters(query), body);
-      return;
-    }
-    switch (route) {
-      case "/begin_weight_update", "/end_weight_update", "/update_weights_from_disk" -> {
-        synchronized (updateLock) { // one update call at a time, as SGLang
-          update(ex, route, body);
-        }
-      }
-      default -> simple(ex, route, body);
-    }
+    routes.route(ex, route, queryParameters(query), body);
   }
 
   private static Map<String, String> queryParameters(String query) {
@@ -284,98 +274,6 @@ public final class StandInEngine implements AutoCloseable {
       m.put(k, eq < 0 ? "" : URLDecoder.decode(kv.substring(eq + 1), StandardCharsets.UTF_8));
     }
     return m;
-  }
-
-  private synchronized void simple(Reply ex, String route, JsonNode body) throws IOException {
-    ObjectNode ok = JSON.createObjectNode();
-    switch (route) {
-      case "/health" -> ex.send(200, ok);
-      case "/get_model_info" -> ex.send(200, ok.put("model_path", modelPath)
-          .put("weight_version", weightVersion));
-      case "/get_weight_version" -> ex.send(200, ok.put("weight_version", weightVersion));
-      case "/pause_generation" -> {
-        paused = true;
-        ex.send(200, ok);
-      }
-      case "/continue_generation" -> {
-        if (sessionOpen || partialLoad) {
-          violations++;
-        }
-        paused = false;
-        ex.send(200, ok);
-      }
-      case "/flush_cache" -> {
-        if (faults.flush400 != 0) {
-          faults.flush400 = faults.flush400 > 0 ? faults.flush400 - 1 : -1;
-          ex.send(400, ok.put("message", "requests are still running"));
-        } else {
-          ex.send(200, ok);
-        }
-      }
-      case "/update_weight_version" -> {
-        weightVersion = body.path("new_version").asText(weightVersion);
-        ex.send(200, ok);
-      }
-      default -> ex.send(404, ok.put("error", "no route " + route));
-    }
-  }
-
-  private void update(Reply ex, String route, JsonNode body) throws IOException,
-      InterruptedException {
-    ObjectNode ok = JSON.createObjectNode();
-    if (!route.equals("/update_weights_from_disk")) {
-      synchronized (this) {
-        if (faults.sessionRoutes404) {
-          ex.send(404, ok);
-          return;
-        }
-        sessionOpen = route.equals("/begin_weight_update");
-      }
-      ex.send(200, ok);
-      return;
-    }
-    long loadMillis;
-    synchronized (this) {
-      loadMillis = faults.loadMillis;
-      if (faults.loadFailsForever || faults.loadFailures > 0) {
-        if (faults.loadFailures > 0) {
-          faults.loadFailures--;
-        }
-        partialLoad = true; // a failed load may leave part of a folder loaded; the label stays
-        ex.send(500, JSON.createObjectNode().put("success", false)
-            .put("message", "injected load failure"));
-        return;
-      }
-    }
-    if (loadMillis > 0) {
-      Thread.sleep(loadMillis);
-    }
-    load(ex, body);
-  }
-
-  private void load(Reply ex, JsonNode body) throws IOException {
-    String path = body.path("model_path").asText("");
-    String version = body.path("weight_version").asText("");
-    FolderLoad loaded;
-    try {
-      loaded = FolderLoad.of(Path.of(path));
-    } catch (IOException | RuntimeException e) {
-      synchronized (this) {
-        partialLoad = true;
-      }
-      ex.send(200, JSON.createObjectNode().put("success", false)
-          .put("message", "cannot load " + path + ": " + e.getMessage()).put("num_paused_requests", 0));
-      return;
-    }
-    synchronized (this) {
-      loadedTensors = loaded.tensors();
-      loadedBytes = loaded.bytes();
-      modelPath = path;
-      weightVersion = version;
-      partialLoad = false; // a complete folder replaced every weight
-    }
-    ex.send(200, JSON.createObjectNode().put("success", true)
-        .put("message", "loaded " + loaded.tensors() + " tensors").put("num_paused_requests", 0));
   }
 
   private void control(HttpExchange ex, String route, JsonNode body) throws IOException {

@@ -23,7 +23,7 @@ import java.util.stream.Stream;
  * it is restarted. A {@code /resume} while the weights may be mixed (layers prepared by a start,
  * or a load that failed part-way) is counted as a violation.
  */
-final class VllmRoutes {
+final class VllmRoutes implements EngineRoutes {
 
   /** The modes {@code /pause} takes (vLLM's {@code PauseMode}). */
   private static final java.util.Set<String> PAUSE_MODES = java.util.Set.of("abort", "wait", "keep");
@@ -60,11 +60,13 @@ final class VllmRoutes {
   }
 
   /** Whether {@code route} loads weights (a refusal of it may leave a part applied). */
-  static boolean loads(String route) {
+  @Override
+  public boolean loads(String route) {
     return route.equals("/update_weights");
   }
 
-  void route(Reply ex, String route, Map<String, String> query, JsonNode body)
+  @Override
+  public void route(Reply ex, String route, Map<String, String> query, JsonNode body)
       throws IOException, InterruptedException {
     ObjectNode out = StandInEngine.JSON.createObjectNode();
     switch (route) {
