@@ -26,7 +26,7 @@ final class StatusCommand implements Callable<Integer> {
             p.getPartsReceivingList());
       }
       if (s.getEnginesList().isEmpty() && !s.getRole().equals("trainer")) {
-        System.out.println("no engine configured (--sglang-url): versions are staged but no engine"
+        System.out.println("no engine configured (--sglang-url, --vllm-url): versions are staged but no engine"
             + " is told to load them");
       }
       for (EngineStatus e : s.getEnginesList()) {

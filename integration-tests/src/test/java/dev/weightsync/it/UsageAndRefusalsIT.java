@@ -84,7 +84,7 @@ class UsageAndRefusalsIT {
           && System.nanoTime() < deadline) {
         Thread.sleep(50);
       }
-      assertThat(Files.readString(log)).contains("warning: no engine configured (--sglang-url)")
+      assertThat(Files.readString(log)).contains("warning: no engine configured (--sglang-url, --vllm-url)")
           .contains("weightsync: serving")
           .contains("(127.0.0.1:")
           .contains("callers: not authenticated (loopback and Unix sockets only)");
@@ -92,7 +92,7 @@ class UsageAndRefusalsIT {
           .matcher(Files.readString(log));
       assertThat(m.find()).isTrue();
       Launcher.Result status = Launcher.weightsync("status", "--target", "127.0.0.1:" + m.group(1));
-      assertThat(status.stdout()).contains("no engine configured (--sglang-url)");
+      assertThat(status.stdout()).contains("no engine configured (--sglang-url, --vllm-url)");
     } finally {
       p.destroy();
     }
