@@ -26,8 +26,8 @@ final class StatusCommand implements Callable<Integer> {
             p.getPartsReceivingList());
       }
       if (s.getEnginesList().isEmpty() && !s.getRole().equals("trainer")) {
-        System.out.println("no engine configured (--sglang-url, --vllm-url): versions are staged but no engine"
-            + " is told to load them");
+        System.out.println("no engine configured (--sglang-url, --vllm-url): versions are staged"
+            + " but no engine is told to load them");
       }
       for (EngineStatus e : s.getEnginesList()) {
         System.out.printf("engine %s: %s, version '%s'%s%s%n", e.getEngine(), e.getState(),
