@@ -1,10 +1,12 @@
 package dev.weightsync.it;
 
+import static dev.weightsync.it.SessionFixtures.await;
+import static dev.weightsync.it.SessionFixtures.awaitQuiet;
+import static dev.weightsync.it.SessionFixtures.delivery;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.weightsync.cli.engine.RouteFault;
 import dev.weightsync.cli.engine.StandInEngine;
-import dev.weightsync.server.engine.Delivery;
 import dev.weightsync.server.engine.EngineOutcome;
 import dev.weightsync.server.engine.EnginePaths;
 import dev.weightsync.server.engine.EngineResult;
@@ -199,36 +201,5 @@ class EngineSessionTableIT {
       throws Exception {
     return LeasedEngineAdapter.sglang(engine.url(), "abort", new LeasedEngineAdapter.Settings(null,
         timeout, 1, Duration.ofMillis(1), false, new SessionLedger(staging), EnginePaths.same()));
-  }
-
-  /** A complete staged folder for {@code version} (the fp8 fixture, as the stand-in loads it). */
-  private static Delivery delivery(Path staging, String version) {
-    Path folder = staging.resolve(version);
-    try {
-      if (!Files.isDirectory(folder)) {
-        Files.createDirectories(folder);
-        try (Stream<Path> s = Files.list(Launcher.golden("fp8"))) {
-          for (Path f : s.toList()) {
-            Files.copy(f, folder.resolve(f.getFileName()));
-          }
-        }
-      }
-    } catch (java.io.IOException e) {
-      throw new java.io.UncheckedIOException(e);
-    }
-    return new Delivery(folder, version, 0, 1);
-  }
-
-  /** Waits until the engine has handled every call in flight (late answers, hangs included). */
-  private static void awaitQuiet(StandInEngine engine) throws Exception {
-    await(() -> engine.inFlight() == 0);
-  }
-
-  private static void await(java.util.function.BooleanSupplier condition) throws Exception {
-    long deadline = System.nanoTime() + 10_000_000_000L;
-    while (!condition.getAsBoolean()) {
-      assertThat(System.nanoTime()).as("timed out").isLessThan(deadline);
-      Thread.sleep(10);
-    }
   }
 }

@@ -1,10 +1,11 @@
 package dev.weightsync.it;
 
+import static dev.weightsync.it.SessionFixtures.awaitQuiet;
+import static dev.weightsync.it.SessionFixtures.delivery;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.weightsync.cli.engine.RouteFault;
 import dev.weightsync.cli.engine.StandInEngine;
-import dev.weightsync.server.engine.Delivery;
 import dev.weightsync.server.engine.EngineOutcome;
 import dev.weightsync.server.engine.EnginePaths;
 import dev.weightsync.server.engine.EngineResult;
@@ -191,31 +192,5 @@ class VllmSessionTableIT {
       throws java.io.IOException {
     return LeasedEngineAdapter.vllm(engine.url(), "abort", new LeasedEngineAdapter.Settings(null,
         TIMEOUT, 1, Duration.ofMillis(1), false, new SessionLedger(staging), EnginePaths.same()));
-  }
-
-  /** A complete staged folder for {@code version} (the fp8 fixture). */
-  private static Delivery delivery(Path staging, String version) {
-    Path folder = staging.resolve(version);
-    try {
-      if (!Files.isDirectory(folder)) {
-        Files.createDirectories(folder);
-        try (Stream<Path> s = Files.list(Launcher.golden("fp8"))) {
-          for (Path f : s.toList()) {
-            Files.copy(f, folder.resolve(f.getFileName()));
-          }
-        }
-      }
-    } catch (java.io.IOException e) {
-      throw new java.io.UncheckedIOException(e);
-    }
-    return new Delivery(folder, version, 0, 1);
-  }
-
-  private static void awaitQuiet(StandInEngine engine) throws Exception {
-    long deadline = System.nanoTime() + 10_000_000_000L;
-    while (engine.inFlight() != 0) {
-      assertThat(System.nanoTime()).as("timed out").isLessThan(deadline);
-      Thread.sleep(10);
-    }
   }
 }
