@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eweightsync/v1/weightsync.proto\x12\rweightsync.v1\";\n\x13ResumeEngineRequest\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65pt_mixed\x18\x02 \x01(\x08\"F\n\x14ResumeEngineResponse\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xcf\x01\n\x14UpdateWeightsRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.weightsync.v1.HeaderH\x00\x12+\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.weightsync.v1.TensorChunkH\x00\x12\'\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x15.weightsync.v1.CommitH\x00\x12\x30\n\x0b\x63uda_bucket\x18\x04 \x01(\x0b\x32\x19.weightsync.v1.CudaBucketH\x00\x42\x06\n\x04kind\"\x99\x01\n\nCudaBucket\x12\r\n\x05index\x18\x01 \x01(\r\x12\x12\n\nipc_handle\x18\x02 \x01(\x0c\x12\x15\n\rhandle_offset\x18\x03 \x01(\x04\x12\x13\n\x0b\x62yte_length\x18\x04 \x01(\x04\x12\x10\n\x08gpu_uuid\x18\x05 \x01(\t\x12*\n\x07tensors\x18\x06 \x03(\x0b\x32\x19.weightsync.v1.CudaTensor\"H\n\nCudaTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0e\n\x06offset\x18\x04 \x01(\x04\"\x8a\x01\n\x16UpdateWeightsCudaReply\x12\x30\n\x0b\x62ucket_done\x18\x01 \x01(\x0b\x32\x19.weightsync.v1.BucketDoneH\x00\x12\x36\n\x06result\x18\x02 \x01(\x0b\x32$.weightsync.v1.UpdateWeightsResponseH\x00\x42\x06\n\x04kind\"\x1b\n\nBucketDone\x12\r\n\x05index\x18\x01 \x01(\r\"\x9f\x02\n\x06Header\x12\x16\n\x0eweight_version\x18\x01 \x01(\t\x12\x12\n\npart_index\x18\x02 \x01(\r\x12\x12\n\npart_count\x18\x03 \x01(\r\x12%\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x15.weightsync.v1.Format\x12\'\n\x07payload\x18\x05 \x01(\x0e\x32\x16.weightsync.v1.Payload\x12 \n\x18quantization_config_json\x18\x06 \x01(\t\x12\x33\n\x07options\x18\x07 \x03(\x0b\x32\".weightsync.v1.Header.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x0bTensorChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x06 \x01(\x07J\x04\x08\x07\x10\x10\"3\n\x06\x43ommit\x12\x14\n\x0ctensor_count\x18\x01 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\"\x87\x01\n\x0cPhaseTimings\x12\x17\n\x0freceive_seconds\x18\x01 \x01(\x01\x12\x18\n\x10quantize_seconds\x18\x02 \x01(\x01\x12\x15\n\rstage_seconds\x18\x03 \x01(\x01\x12\x16\n\x0e\x65ngine_seconds\x18\x04 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x05 \x01(\x01\"\xb5\x01\n\x0c\x45ngineResult\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12-\n\x07outcome\x18\x02 \x01(\x0e\x32\x1c.weightsync.v1.EngineOutcome\x12\x16\n\x0eloaded_version\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x12,\n\x07\x65ngines\x18\x06 \x03(\x0b\x32\x1b.weightsync.v1.EngineResult\"5\n\x11QuantizationError\x12\x0f\n\x07max_abs\x18\x01 \x01(\x01\x12\x0f\n\x07rel_rms\x18\x02 \x01(\x01\"\xd0\x02\n\x15UpdateWeightsResponse\x12\x16\n\x0eweight_version\x18\x01 \x01(\t\x12\x12\n\npart_index\x18\x02 \x01(\r\x12,\n\x07timings\x18\x03 \x01(\x0b\x32\x1b.weightsync.v1.PhaseTimings\x12\x10\n\x08\x62ytes_in\x18\x04 \x01(\x04\x12\x11\n\tbytes_out\x18\x05 \x01(\x04\x12\x12\n\ntensors_in\x18\x06 \x01(\r\x12\x13\n\x0btensors_out\x18\x07 \x01(\r\x12,\n\x07\x65ngines\x18\x08 \x03(\x0b\x32\x1b.weightsync.v1.EngineResult\x12<\n\x12quantization_error\x18\t \x01(\x0b\x32 .weightsync.v1.QuantizationError\x12\x13\n\x0bstaged_path\x18\n \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x0b \x01(\t\"\x12\n\x10GetStatusRequest\"n\n\x0c\x45ngineStatus\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x16\n\x0eloaded_version\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x13\n\x0bout_of_date\x18\x05 \x01(\x08\"o\n\x0fVersionProgress\x12\x16\n\x0eweight_version\x18\x01 \x01(\t\x12\x12\n\npart_count\x18\x02 \x01(\r\x12\x17\n\x0fparts_committed\x18\x03 \x03(\r\x12\x17\n\x0fparts_receiving\x18\x04 \x03(\r\"\xfe\x01\n\x11GetStatusResponse\x12\x0c\n\x04role\x18\x01 \x01(\t\x12%\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x15.weightsync.v1.Format\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x33\n\x0bin_progress\x18\x04 \x03(\x0b\x32\x1e.weightsync.v1.VersionProgress\x12,\n\x07\x65ngines\x18\x05 \x03(\x0b\x32\x1b.weightsync.v1.EngineStatus\x12\x14\n\x0clast_version\x18\x06 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x65vice_note\x18\x08 \x01(\t*^\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\r\n\tFP8_BLOCK\x10\x01\x12\x13\n\x0f\x46P8_BLOCK_UE8M0\x10\x02\x12\x0e\n\nINT4_GROUP\x10\x03\x12\x08\n\x04\x42\x46\x31\x36\x10\x04*4\n\x07Payload\x12\x12\n\x0ePAYLOAD_SOURCE\x10\x00\x12\x15\n\x11PAYLOAD_QUANTIZED\x10\x01*x\n\rEngineOutcome\x12\x1e\n\x1a\x45NGINE_OUTCOME_UNSPECIFIED\x10\x00\x12\n\n\x06LOADED\x10\x01\x12\x14\n\x10\x46\x41ILED_UNTOUCHED\x10\x02\x12\x11\n\rFAILED_PAUSED\x10\x03\x12\x12\n\x0e\x46\x41ILED_RESUMED\x10\x04\x32\xf8\x02\n\nWeightSync\x12\\\n\rUpdateWeights\x12#.weightsync.v1.UpdateWeightsRequest\x1a$.weightsync.v1.UpdateWeightsResponse(\x01\x12\x63\n\x11UpdateWeightsCuda\x12#.weightsync.v1.UpdateWeightsRequest\x1a%.weightsync.v1.UpdateWeightsCudaReply(\x01\x30\x01\x12N\n\tGetStatus\x12\x1f.weightsync.v1.GetStatusRequest\x1a .weightsync.v1.GetStatusResponse\x12W\n\x0cResumeEngine\x12\".weightsync.v1.ResumeEngineRequest\x1a#.weightsync.v1.ResumeEngineResponseB,\n\x17\x64\x65v.weightsync.proto.v1B\x0fWeightSyncProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eweightsync/v1/weightsync.proto\x12\rweightsync.v1\";\n\x13ResumeEngineRequest\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65pt_mixed\x18\x02 \x01(\x08\"F\n\x14ResumeEngineResponse\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xcf\x01\n\x14UpdateWeightsRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.weightsync.v1.HeaderH\x00\x12+\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1a.weightsync.v1.TensorChunkH\x00\x12\'\n\x06\x63ommit\x18\x03 \x01(\x0b\x32\x15.weightsync.v1.CommitH\x00\x12\x30\n\x0b\x63uda_bucket\x18\x04 \x01(\x0b\x32\x19.weightsync.v1.CudaBucketH\x00\x42\x06\n\x04kind\"\x99\x01\n\nCudaBucket\x12\r\n\x05index\x18\x01 \x01(\r\x12\x12\n\nipc_handle\x18\x02 \x01(\x0c\x12\x15\n\rhandle_offset\x18\x03 \x01(\x04\x12\x13\n\x0b\x62yte_length\x18\x04 \x01(\x04\x12\x10\n\x08gpu_uuid\x18\x05 \x01(\t\x12*\n\x07tensors\x18\x06 \x03(\x0b\x32\x19.weightsync.v1.CudaTensor\"H\n\nCudaTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0e\n\x06offset\x18\x04 \x01(\x04\"\x8a\x01\n\x16UpdateWeightsCudaReply\x12\x30\n\x0b\x62ucket_done\x18\x01 \x01(\x0b\x32\x19.weightsync.v1.BucketDoneH\x00\x12\x36\n\x06result\x18\x02 \x01(\x0b\x32$.weightsync.v1.UpdateWeightsResponseH\x00\x42\x06\n\x04kind\"\x1b\n\nBucketDone\x12\r\n\x05index\x18\x01 \x01(\r\"\xcf\x02\n\x06Header\x12\x16\n\x0eweight_version\x18\x01 \x01(\t\x12\x12\n\npart_index\x18\x02 \x01(\r\x12\x12\n\npart_count\x18\x03 \x01(\r\x12%\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x15.weightsync.v1.Format\x12\'\n\x07payload\x18\x05 \x01(\x0e\x32\x16.weightsync.v1.Payload\x12 \n\x18quantization_config_json\x18\x06 \x01(\t\x12\x33\n\x07options\x18\x07 \x03(\x0b\x32\".weightsync.v1.Header.OptionsEntry\x12\x16\n\x0esub_part_index\x18\x08 \x01(\r\x12\x16\n\x0esub_part_count\x18\t \x01(\r\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x0bTensorChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x06 \x01(\x07J\x04\x08\x07\x10\x10\"3\n\x06\x43ommit\x12\x14\n\x0ctensor_count\x18\x01 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\"\x87\x01\n\x0cPhaseTimings\x12\x17\n\x0freceive_seconds\x18\x01 \x01(\x01\x12\x18\n\x10quantize_seconds\x18\x02 \x01(\x01\x12\x15\n\rstage_seconds\x18\x03 \x01(\x01\x12\x16\n\x0e\x65ngine_seconds\x18\x04 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x05 \x01(\x01\"\xb5\x01\n\x0c\x45ngineResult\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12-\n\x07outcome\x18\x02 \x01(\x0e\x32\x1c.weightsync.v1.EngineOutcome\x12\x16\n\x0eloaded_version\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\x12,\n\x07\x65ngines\x18\x06 \x03(\x0b\x32\x1b.weightsync.v1.EngineResult\"5\n\x11QuantizationError\x12\x0f\n\x07max_abs\x18\x01 \x01(\x01\x12\x0f\n\x07rel_rms\x18\x02 \x01(\x01\"\xd0\x02\n\x15UpdateWeightsResponse\x12\x16\n\x0eweight_version\x18\x01 \x01(\t\x12\x12\n\npart_index\x18\x02 \x01(\r\x12,\n\x07timings\x18\x03 \x01(\x0b\x32\x1b.weightsync.v1.PhaseTimings\x12\x10\n\x08\x62ytes_in\x18\x04 \x01(\x04\x12\x11\n\tbytes_out\x18\x05 \x01(\x04\x12\x12\n\ntensors_in\x18\x06 \x01(\r\x12\x13\n\x0btensors_out\x18\x07 \x01(\r\x12,\n\x07\x65ngines\x18\x08 \x03(\x0b\x32\x1b.weightsync.v1.EngineResult\x12<\n\x12quantization_error\x18\t \x01(\x0b\x32 .weightsync.v1.QuantizationError\x12\x13\n\x0bstaged_path\x18\n \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x0b \x01(\t\"\x12\n\x10GetStatusRequest\"n\n\x0c\x45ngineStatus\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x16\n\x0eloaded_version\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x13\n\x0bout_of_date\x18\x05 \x01(\x08\"o\n\x0fVersionProgress\x12\x16\n\x0eweight_version\x18\x01 \x01(\t\x12\x12\n\npart_count\x18\x02 \x01(\r\x12\x17\n\x0fparts_committed\x18\x03 \x03(\r\x12\x17\n\x0fparts_receiving\x18\x04 \x03(\r\"\xfe\x01\n\x11GetStatusResponse\x12\x0c\n\x04role\x18\x01 \x01(\t\x12%\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x15.weightsync.v1.Format\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x33\n\x0bin_progress\x18\x04 \x03(\x0b\x32\x1e.weightsync.v1.VersionProgress\x12,\n\x07\x65ngines\x18\x05 \x03(\x0b\x32\x1b.weightsync.v1.EngineStatus\x12\x14\n\x0clast_version\x18\x06 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x65vice_note\x18\x08 \x01(\t*^\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\r\n\tFP8_BLOCK\x10\x01\x12\x13\n\x0f\x46P8_BLOCK_UE8M0\x10\x02\x12\x0e\n\nINT4_GROUP\x10\x03\x12\x08\n\x04\x42\x46\x31\x36\x10\x04*4\n\x07Payload\x12\x12\n\x0ePAYLOAD_SOURCE\x10\x00\x12\x15\n\x11PAYLOAD_QUANTIZED\x10\x01*x\n\rEngineOutcome\x12\x1e\n\x1a\x45NGINE_OUTCOME_UNSPECIFIED\x10\x00\x12\n\n\x06LOADED\x10\x01\x12\x14\n\x10\x46\x41ILED_UNTOUCHED\x10\x02\x12\x11\n\rFAILED_PAUSED\x10\x03\x12\x12\n\x0e\x46\x41ILED_RESUMED\x10\x04\x32\xf8\x02\n\nWeightSync\x12\\\n\rUpdateWeights\x12#.weightsync.v1.UpdateWeightsRequest\x1a$.weightsync.v1.UpdateWeightsResponse(\x01\x12\x63\n\x11UpdateWeightsCuda\x12#.weightsync.v1.UpdateWeightsRequest\x1a%.weightsync.v1.UpdateWeightsCudaReply(\x01\x30\x01\x12N\n\tGetStatus\x12\x1f.weightsync.v1.GetStatusRequest\x1a .weightsync.v1.GetStatusResponse\x12W\n\x0cResumeEngine\x12\".weightsync.v1.ResumeEngineRequest\x1a#.weightsync.v1.ResumeEngineResponseB,\n\x17\x64\x65v.weightsync.proto.v1B\x0fWeightSyncProtoP\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'weightsync.v1.weightsync_pb2', globals())
@@ -23,12 +23,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._serialized_options = b'\n\027dev.weightsync.proto.v1B\017WeightSyncProtoP\001'
   _HEADER_OPTIONSENTRY._options = None
   _HEADER_OPTIONSENTRY._serialized_options = b'8\001'
-  _FORMAT._serialized_start=2464
-  _FORMAT._serialized_end=2558
-  _PAYLOAD._serialized_start=2560
-  _PAYLOAD._serialized_end=2612
-  _ENGINEOUTCOME._serialized_start=2614
-  _ENGINEOUTCOME._serialized_end=2734
+  _FORMAT._serialized_start=2512
+  _FORMAT._serialized_end=2606
+  _PAYLOAD._serialized_start=2608
+  _PAYLOAD._serialized_end=2660
+  _ENGINEOUTCOME._serialized_start=2662
+  _ENGINEOUTCOME._serialized_end=2782
   _RESUMEENGINEREQUEST._serialized_start=49
   _RESUMEENGINEREQUEST._serialized_end=108
   _RESUMEENGINERESPONSE._serialized_start=110
@@ -44,29 +44,29 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _BUCKETDONE._serialized_start=763
   _BUCKETDONE._serialized_end=790
   _HEADER._serialized_start=793
-  _HEADER._serialized_end=1080
-  _HEADER_OPTIONSENTRY._serialized_start=1034
-  _HEADER_OPTIONSENTRY._serialized_end=1080
-  _TENSORCHUNK._serialized_start=1082
-  _TENSORCHUNK._serialized_end=1191
-  _COMMIT._serialized_start=1193
-  _COMMIT._serialized_end=1244
-  _PHASETIMINGS._serialized_start=1247
-  _PHASETIMINGS._serialized_end=1382
-  _ENGINERESULT._serialized_start=1385
-  _ENGINERESULT._serialized_end=1566
-  _QUANTIZATIONERROR._serialized_start=1568
-  _QUANTIZATIONERROR._serialized_end=1621
-  _UPDATEWEIGHTSRESPONSE._serialized_start=1624
-  _UPDATEWEIGHTSRESPONSE._serialized_end=1960
-  _GETSTATUSREQUEST._serialized_start=1962
-  _GETSTATUSREQUEST._serialized_end=1980
-  _ENGINESTATUS._serialized_start=1982
-  _ENGINESTATUS._serialized_end=2092
-  _VERSIONPROGRESS._serialized_start=2094
-  _VERSIONPROGRESS._serialized_end=2205
-  _GETSTATUSRESPONSE._serialized_start=2208
-  _GETSTATUSRESPONSE._serialized_end=2462
-  _WEIGHTSYNC._serialized_start=2737
-  _WEIGHTSYNC._serialized_end=3113
+  _HEADER._serialized_end=1128
+  _HEADER_OPTIONSENTRY._serialized_start=1082
+  _HEADER_OPTIONSENTRY._serialized_end=1128
+  _TENSORCHUNK._serialized_start=1130
+  _TENSORCHUNK._serialized_end=1239
+  _COMMIT._serialized_start=1241
+  _COMMIT._serialized_end=1292
+  _PHASETIMINGS._serialized_start=1295
+  _PHASETIMINGS._serialized_end=1430
+  _ENGINERESULT._serialized_start=1433
+  _ENGINERESULT._serialized_end=1614
+  _QUANTIZATIONERROR._serialized_start=1616
+  _QUANTIZATIONERROR._serialized_end=1669
+  _UPDATEWEIGHTSRESPONSE._serialized_start=1672
+  _UPDATEWEIGHTSRESPONSE._serialized_end=2008
+  _GETSTATUSREQUEST._serialized_start=2010
+  _GETSTATUSREQUEST._serialized_end=2028
+  _ENGINESTATUS._serialized_start=2030
+  _ENGINESTATUS._serialized_end=2140
+  _VERSIONPROGRESS._serialized_start=2142
+  _VERSIONPROGRESS._serialized_end=2253
+  _GETSTATUSRESPONSE._serialized_start=2256
+  _GETSTATUSRESPONSE._serialized_end=2510
+  _WEIGHTSYNC._serialized_start=2785
+  _WEIGHTSYNC._serialized_end=3161
 # @@protoc_insertion_point(module_scope)

@@ -14,10 +14,11 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 
 /**
- * The parts of one version sent at once, one thread and stream each. A part refused for good (a
- * NaN, a wrong shape) would leave the other parts waiting for a version that cannot complete, so
- * the first failure cancels every call of the push; the error thrown is the one that says why,
- * not the ABORTED or CANCELLED of the parts stopped because of it.
+ * Streams of one push sent at once, one thread each: the parts of a version, or the sub-parts of
+ * one part. A stream refused for good (a NaN, a wrong shape) would leave the others waiting for a
+ * version that cannot complete, so the first failure cancels every call of the push; the error
+ * thrown is the one that says why, not the ABORTED or CANCELLED of the streams stopped because of
+ * it.
  */
 final class ParallelPush {
 
@@ -29,8 +30,10 @@ final class ParallelPush {
   private ParallelPush() {
   }
 
-  static UpdateWeightsResponse run(String version, List<List<Tensor>> parts, PartSender sender)
-      throws IOException {
+  /** Stream {@code i} sends {@code parts.get(i)} under {@code headers.get(i)}. */
+  static UpdateWeightsResponse run(List<Header> headers, List<List<Tensor>> parts,
+      PartSender sender) throws IOException {
+    String version = headers.get(0).getWeightVersion();
     ExecutorService senders = Executors.newFixedThreadPool(parts.size(), r -> {
       Thread t = new Thread(r, "weightsync-push-" + version);
       t.setDaemon(true);
@@ -40,10 +43,8 @@ final class ParallelPush {
     CompletionService<UpdateWeightsResponse> sent = new ExecutorCompletionService<>(senders);
     try {
       for (int p = 0; p < parts.size(); p++) {
-        int part = p;
-        Header header = Header.newBuilder().setWeightVersion(version).setPartIndex(part)
-            .setPartCount(parts.size()).build();
-        sent.submit(calls.wrap(() -> sender.send(part, header, parts.get(part))));
+        int stream = p;
+        sent.submit(calls.wrap(() -> sender.send(stream, headers.get(stream), parts.get(stream))));
       }
       UpdateWeightsResponse response = null;
       Throwable cause = null;

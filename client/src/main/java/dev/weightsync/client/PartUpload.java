@@ -102,7 +102,7 @@ final class PartUpload {
             c.addShape(d);
           }
           if (!send(s, ready, result, UpdateWeightsRequest.newBuilder().setChunk(c).build())) {
-            return await(result);
+            return ended(s, result);
           }
           if (length == 0) {
             break;
@@ -111,13 +111,24 @@ final class PartUpload {
       }
       send(s, ready, result, UpdateWeightsRequest.newBuilder().setCommit(Commit.newBuilder()
           .setTensorCount(tensors.size()).setTotalBytes(total)).build());
-      if (!result.isDone()) {
-        s.onCompleted();
+      if (result.isDone()) {
+        return ended(s, result);
       }
+      s.onCompleted();
     } catch (IOException | RuntimeException e) {
       s.cancel("client failed: " + e.getMessage(), e);
       throw e;
     }
+    return await(result);
+  }
+
+  /**
+   * The sidecar ended the call before this side half-closed. Without a cancel the stream stays
+   * open on this side, and the channel's shutdown waits for it.
+   */
+  private static UpdateWeightsResponse ended(ClientCallStreamObserver<UpdateWeightsRequest> s,
+      CompletableFuture<UpdateWeightsResponse> result) {
+    s.cancel("the sidecar ended the call", null);
     return await(result);
   }
 

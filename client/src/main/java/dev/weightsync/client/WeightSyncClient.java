@@ -228,8 +228,34 @@ public final class WeightSyncClient implements AutoCloseable {
     if (parts.size() == 1) {
       return push(version, 0, 1, parts.get(0));
     }
-    return ParallelPush.run(version, parts, (index, header, part) ->
+    List<Header> headers = new ArrayList<>();
+    for (int p = 0; p < parts.size(); p++) {
+      headers.add(Header.newBuilder().setWeightVersion(version).setPartIndex(p)
+          .setPartCount(parts.size()).build());
+    }
+    return ParallelPush.run(headers, parts, (index, header, part) ->
         push(channel(index), header, part));
+  }
+
+  /**
+   * Sends {@code tensors} as the one part {@code header} names, split into {@code streams}
+   * sub-parts of about equal bytes, each over a connection of its own (fewer when there are
+   * fewer tensors): a part too large for one connection's speed (a relay's). The sidecar commits
+   * the part once every sub-part has; a sub-part that fails with UNAVAILABLE is retried alone.
+   *
+   * @throws StatusRuntimeException with the sidecar's status when the version fails
+   */
+  public UpdateWeightsResponse pushSplit(Header header, List<Tensor> tensors, int streams)
+      throws IOException {
+    List<List<Tensor>> subs = PartSplitter.split(tensors, streams);
+    if (subs.size() == 1) {
+      return push(header, subs.get(0));
+    }
+    List<Header> headers = new ArrayList<>();
+    for (int s = 0; s < subs.size(); s++) {
+      headers.add(header.toBuilder().setSubPartIndex(s).setSubPartCount(subs.size()).build());
+    }
+    return ParallelPush.run(headers, subs, (index, h, sub) -> push(channel(index), h, sub));
   }
 
   /**
@@ -278,6 +304,11 @@ public final class WeightSyncClient implements AutoCloseable {
     }
   }
 
+  /**
+   * Ends the channels: calls in flight get a second to finish, then are cancelled. (A stream the
+   * sidecar refused while this side still had data queued can stay open on the connection, and a
+   * graceful shutdown would wait for it forever.)
+   */
   @Override
   public void close() {
     List<ManagedChannel> mine;
@@ -286,6 +317,12 @@ public final class WeightSyncClient implements AutoCloseable {
     }
     mine.forEach(ManagedChannel::shutdown);
     try {
+      long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(1);
+      for (ManagedChannel c : mine) {
+        if (!c.awaitTermination(Math.max(0, end - System.nanoTime()), TimeUnit.NANOSECONDS)) {
+          c.shutdownNow();
+        }
+      }
       for (ManagedChannel c : mine) {
         c.awaitTermination(5, TimeUnit.SECONDS);
       }

@@ -112,6 +112,12 @@ class BadInputAndEngineFaultsIT {
     h.engine.clearCalls();
   }
 
+  private static UpdateWeightsRequest subPart(String version, int sub, int subs) {
+    UpdateWeightsRequest h = header(version, 0, 1);
+    return h.toBuilder().setHeader(h.getHeader().toBuilder().setSubPartIndex(sub)
+        .setSubPartCount(subs)).build();
+  }
+
   @Test
   void nanIsRefusedNamingTheTensor() throws Exception {
     float[] v = new float[32];
@@ -201,6 +207,10 @@ class BadInputAndEngineFaultsIT {
         "part_index 4294967291 is not below part_count 2");
     assertRefused(List.of(header("manyparts", 0, -1)), true, Status.Code.INVALID_ARGUMENT,
         "part_count 4294967295 exceeds 4096");
+    assertRefused(List.of(subPart("subidx", 3, 3)), true, Status.Code.INVALID_ARGUMENT,
+        "sub_part_index 3 is not below sub_part_count 3");
+    assertRefused(List.of(subPart("manysubs", 0, 257)), true, Status.Code.INVALID_ARGUMENT,
+        "sub_part_count 257 exceeds 256");
     assertRefused(List.of(header("neg", 0, 1), chunk(W, "BF16", new long[] {-1L, 8}, 0, w)), true,
         Status.Code.INVALID_ARGUMENT);
     // the commit is a part's last message: anything after it refuses the part

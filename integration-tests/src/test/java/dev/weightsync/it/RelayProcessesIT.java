@@ -29,8 +29,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The disaggregated layout as separate processes: two trainer-side sidecars, each sent one part
- * of a version by its trainer, relay the quantized parts to three engine-side sidecars, each of
- * which gathers both parts and drives its engine (a stand-in engine in this JVM, over HTTP).
+ * of a version by its trainer, relay the quantized parts to three engine-side sidecars (one
+ * split over three connections as sub-parts, one over one), each of which gathers both parts and
+ * drives its engine (a stand-in engine in this JVM, over HTTP).
  */
 class RelayProcessesIT {
 
@@ -133,7 +134,9 @@ class RelayProcessesIT {
       trainerPorts[t] = freePort();
       List<String> args = new ArrayList<>(List.of("serve", "--role", "trainer", "--port",
           String.valueOf(trainerPorts[t]), "--metrics-port", "-1", "--format", "fp8-block",
-          "--device", "cpu", "--staging-dir", tmp.resolve("trainer-" + t).toString()));
+          "--device", "cpu", "--staging-dir", tmp.resolve("trainer-" + t).toString(),
+          // the first relays its part as 3 sub-parts over 3 connections, the second as one
+          "--relay-streams", t == 0 ? "3" : "1"));
       for (int port : enginePorts) {
         args.addAll(List.of("--relay-to", "127.0.0.1:" + port));
       }
@@ -156,6 +159,13 @@ class RelayProcessesIT {
       assertThat(engines.get(i).weightVersion()).isEqualTo("1");
       Launcher.Result cmp = Launcher.compare(Launcher.golden("fp8"), tmp.resolve("engine-" + i + "/1"));
       assertThat(cmp.exitCode()).as(cmp.stdout() + cmp.stderr()).isZero();
+    }
+    // Each engine-side sidecar gathered part 0 from three sub-parts and part 1 from one stream.
+    try (var files = Files.list(tmp.resolve("engine-0/1"))) {
+      assertThat(files.map(p -> p.getFileName().toString())
+          .filter(n -> n.endsWith(".safetensors"))).containsExactlyInAnyOrder(
+              "model-00001-of-00002.001.safetensors", "model-00001-of-00002.002.safetensors",
+              "model-00001-of-00002.003.safetensors", "model-00002-of-00002.safetensors");
     }
     // The trainer side quantized its part once and relayed 1 byte per FP8 weight, not 2.
     assertThat(Files.list(tmp.resolve("trainer-0")).map(p -> p.getFileName().toString()))

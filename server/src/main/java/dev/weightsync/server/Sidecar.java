@@ -124,7 +124,8 @@ public final class Sidecar implements AutoCloseable {
       String token = config.relayTokenFile() == null ? null
           : BearerTokenInterceptor.readTokens(config.relayTokenFile()).get(0);
       relay = new RelayTargets(config.relayTo().stream().map(RelayTarget::parse).toList(), token,
-          ClientTls.of(config.relayTlsCa(), config.relayTlsCert(), config.relayTlsKey()));
+          ClientTls.of(config.relayTlsCa(), config.relayTlsCert(), config.relayTlsKey()),
+          config.relayStreams());
       deliverTo = relay;
     } else {
       relay = null;

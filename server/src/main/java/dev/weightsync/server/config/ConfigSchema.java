@@ -121,6 +121,9 @@ public final class ConfigSchema {
           + " up for each version (repeatable)."),
       key("relay-token-file", Kind.TEXT, null, null, "FILE", "A file whose first line is the"
           + " bearer token sent on relay calls."),
+      key("relay-streams", Kind.INT, "4", "With --role trainer: connections each target's part"
+          + " is sent over, as that many sub-parts (one connection tops out near one core's"
+          + " speed)."),
       key("policy", Kind.TEXT, "all", "When some engines or relay targets fail a version: all"
           + " (the version fails) or quorum."),
       key("quorum", Kind.NUMBER, "0.5", "With --policy quorum: the fraction of engines or"

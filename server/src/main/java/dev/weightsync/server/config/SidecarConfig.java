@@ -79,6 +79,8 @@ public record SidecarConfig(
     @JsonProperty("relay-to") List<String> relayTo,
     /** Token file for relay calls (the engine-side sidecars' auth-token-file holds it). */
     @JsonProperty("relay-token-file") Path relayTokenFile,
+    /** Connections (and sub-parts) a part is relayed over to each engine-side sidecar. */
+    @JsonProperty("relay-streams") int relayStreams,
     /** When some engines (or relay targets) fail a version: all (the version fails) or quorum. */
     @JsonProperty("policy") Policy policy,
     /** With policy quorum: the fraction of engines that must load a version for it to succeed. */
@@ -137,6 +139,9 @@ public record SidecarConfig(
     if (role == Role.TRAINER && relayTo.isEmpty()) {
       throw new IllegalArgumentException("role trainer needs at least one relay-to target (the"
           + " engine-side sidecars)");
+    }
+    if (relayStreams < 1 || relayStreams > 64) {
+      throw new IllegalArgumentException("relay-streams must be 1..64, got " + relayStreams);
     }
     if (role != Role.TRAINER && !relayTo.isEmpty()) {
       throw new IllegalArgumentException("relay-to is for role trainer (this sidecar's role is "

@@ -15,15 +15,18 @@ import java.io.IOException;
 import java.util.regex.Pattern;
 
 /**
- * A part's header, validated: which version and part, whether it carries source weights or a
- * part relayed already quantized, and how its chunks are checksummed.
+ * A part's header, validated: which version, part and sub-part (the stream of a part sent over
+ * several), whether it carries source weights or a part relayed already quantized, and how its
+ * chunks are checksummed.
  *
  * @param relayedConfig a relayed part's quantization_config; null for source weights or a bf16 relay
  */
-record PartHeader(String version, int index, int count, boolean relayed, ObjectNode relayedConfig,
-    ChunkChecksum checksum) {
+record PartHeader(String version, int index, int count, int sub, int subCount, boolean relayed,
+    ObjectNode relayedConfig, ChunkChecksum checksum) {
 
   static final int MAX_PARTS = 4096;
+  /** A part goes over at most this many streams (a relay uses a few connections per target). */
+  static final int MAX_SUB_PARTS = 256;
   /** A version names a staged folder: never "." or "..", nor a hidden (temporary) name. */
   private static final Pattern VERSION = Pattern.compile("[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}");
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -46,6 +49,15 @@ record PartHeader(String version, int index, int count, boolean relayed, ObjectN
       throw invalid("part_index " + Integer.toUnsignedString(h.getPartIndex())
           + " is not below part_count " + count);
     }
+    int subCount = h.getSubPartCount() == 0 ? 1 : h.getSubPartCount();
+    if (Integer.compareUnsigned(subCount, MAX_SUB_PARTS) > 0) {
+      throw invalid("sub_part_count " + Integer.toUnsignedString(subCount) + " exceeds "
+          + MAX_SUB_PARTS);
+    }
+    if (Integer.compareUnsigned(h.getSubPartIndex(), subCount) >= 0) {
+      throw invalid("sub_part_index " + Integer.toUnsignedString(h.getSubPartIndex())
+          + " is not below sub_part_count " + subCount);
+    }
     ChunkChecksum checksum = ChunkChecksum.of(h);
     switch (h.getPayload()) {
       case PAYLOAD_SOURCE -> {
@@ -54,8 +66,8 @@ record PartHeader(String version, int index, int count, boolean relayed, ObjectN
               + " but this sidecar serves " + serverFormat + " (configured with --format)")
               .asException();
         }
-        return new PartHeader(h.getWeightVersion(), h.getPartIndex(), count, false, null,
-            checksum);
+        return new PartHeader(h.getWeightVersion(), h.getPartIndex(), count, h.getSubPartIndex(),
+            subCount, false, null, checksum);
       }
       case PAYLOAD_QUANTIZED -> {
         if (role != Role.ENGINE) {
@@ -63,8 +75,8 @@ record PartHeader(String version, int index, int count, boolean relayed, ObjectN
               + ") quantizes source weights itself; already-quantized parts go to engine-side"
               + " sidecars (--role engine)").asException();
         }
-        return new PartHeader(h.getWeightVersion(), h.getPartIndex(), count, true,
-            parseRelayedConfig(h.getQuantizationConfigJson()), checksum);
+        return new PartHeader(h.getWeightVersion(), h.getPartIndex(), count, h.getSubPartIndex(),
+            subCount, true, parseRelayedConfig(h.getQuantizationConfigJson()), checksum);
       }
       default -> throw invalid("unknown payload kind " + h.getPayloadValue());
     }

@@ -164,7 +164,8 @@ final class PartReceiver {
 
   String describe() {
     if (part != null) {
-      return "version " + part.version() + " part " + part.index();
+      return "version " + part.version() + " part " + part.index()
+          + (part.subCount() == 1 ? "" : " sub-part " + part.sub() + " of " + part.subCount());
     }
     return refusedHeader != null ? refusedHeader + " (header refused)" : "(no header yet)";
   }
@@ -180,9 +181,11 @@ final class PartReceiver {
     relayed = header.relayed();
     relayedConfig = header.relayedConfig();
     int count = header.count();
-    part = coordinator.open(header.version(), header.index(), count);
+    part = coordinator.open(header.version(), header.index(), count, header.sub(),
+        header.subCount());
     try {
-      String base = String.format("model-%05d-of-%05d", part.index() + 1, count);
+      String base = String.format("model-%05d-of-%05d", part.index() + 1, count)
+          + (header.subCount() == 1 ? "" : String.format(".%03d", header.sub() + 1));
       spool = new TensorSpool(part.directory().resolve("." + base + ".incoming"));
       shard = new ShardSet(part.directory(), base);
       ShardSet staged = shard;

@@ -22,9 +22,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 
 /**
- * Makes weight versions atomic. Parts of a version register here as their streams open; a part
- * that fails is forgotten (its files deleted) so it can be retried; when every part has
- * committed, the version goes to {@link VersionDelivery}, which publishes it, calls the engines
+ * Makes weight versions atomic. Parts of a version register here as their streams open (a part
+ * sent over several streams, one stream per sub-part); a part that fails is forgotten (its files
+ * deleted) so it can be retried; when every sub-part of every part has committed, the version goes to {@link VersionDelivery}, which publishes it, calls the engines
  * and tells every part's caller the outcome. Parts that do not all arrive within the part timeout
  * (counted from the version's first header) abort the version: nothing reaches an engine.
  *
@@ -37,14 +37,29 @@ public final class VersionCoordinator implements AutoCloseable {
   /** How long an abandoned session may take to end: its lease's resume (at most 60 s) and more. */
   public static final long ABANDONED_SESSION_BOUND_SECONDS = 75;
 
+  /** Which stream of a version: a part, and which of its sub-parts (0 of 1 when not split). */
+  private record Slot(int part, int sub) implements Comparable<Slot> {
+    @Override
+    public int compareTo(Slot o) {
+      return part != o.part ? Integer.compare(part, o.part) : Integer.compare(sub, o.sub);
+    }
+
+    @Override
+    public String toString() {
+      return sub == 0 ? Integer.toString(part) : part + "." + sub;
+    }
+  }
+
   /** A part slot held by one stream, from its header until it commits or fails. */
   public final class Part {
     private final Version version;
-    private final int index;
+    private final Slot slot;
+    private final int subCount;
 
-    private Part(Version version, int index) {
+    private Part(Version version, Slot slot, int subCount) {
       this.version = version;
-      this.index = index;
+      this.slot = slot;
+      this.subCount = subCount;
     }
 
     public String version() {
@@ -52,7 +67,16 @@ public final class VersionCoordinator implements AutoCloseable {
     }
 
     public int index() {
-      return index;
+      return slot.part;
+    }
+
+    /** Which stream of its part this is, 0 &lt;= sub &lt; {@link #subCount()}. */
+    public int sub() {
+      return slot.sub;
+    }
+
+    public int subCount() {
+      return subCount;
     }
 
     public Path directory() {
@@ -101,7 +125,8 @@ public final class VersionCoordinator implements AutoCloseable {
     public void fail(Set<String> claimedTensors, long reservedBytes) {
       boolean drop;
       synchronized (VersionCoordinator.this) {
-        version.receiving.remove(index);
+        version.receiving.remove(slot);
+        version.forgetSubCountIfIdle(slot.part);
         version.tensorNames.removeAll(claimedTensors);
         version.bytes -= reservedBytes;
         drop = version.receiving.isEmpty() && version.committed.isEmpty()
@@ -122,13 +147,13 @@ public final class VersionCoordinator implements AutoCloseable {
       boolean complete;
       Status aborted;
       synchronized (VersionCoordinator.this) {
-        version.receiving.remove(index);
+        version.receiving.remove(slot);
         aborted = version.aborted;
         complete = false;
         if (aborted == null) {
-          version.committed.put(index, result);
+          version.committed.put(slot, result);
           version.listeners.add(listener);
-          complete = version.committed.size() == version.partCount;
+          complete = version.complete();
         }
         if (complete) {
           delivering++;
@@ -156,8 +181,10 @@ public final class VersionCoordinator implements AutoCloseable {
     final int globalCount;
     final VersionFolder folder;
     final long firstHeaderNanos = clock.nanoTime();
-    final Set<Integer> receiving = new HashSet<>();
-    final Map<Integer, PartResult> committed = new TreeMap<>();
+    final Set<Slot> receiving = new HashSet<>();
+    final Map<Slot, PartResult> committed = new TreeMap<>();
+    /** Each part's sub-part count, from its first stream: all streams of a part must agree. */
+    final Map<Integer, Integer> subCounts = new TreeMap<>();
     final Set<String> tensorNames = new HashSet<>();
     /** Bytes of the tensors its parts declared. */
     long bytes;
@@ -173,9 +200,35 @@ public final class VersionCoordinator implements AutoCloseable {
       this.globalCount = globalCount;
       this.folder = folder;
     }
+
+    /** Every part has given its sub-part count and all of those sub-parts committed. */
+    boolean complete() {
+      int streams = 0;
+      for (int n : subCounts.values()) {
+        streams += n;
+      }
+      return subCounts.size() == partCount && committed.size() == streams;
+    }
+
+    boolean partCommitted(int part) {
+      Integer n = subCounts.get(part);
+      return n != null && committed.keySet().stream().filter(s -> s.part == part).count() == n;
+    }
+
+    /** A part none of whose streams is open or committed may come back split another way. */
+    void forgetSubCountIfIdle(int part) {
+      boolean idle = receiving.stream().noneMatch(s -> s.part == part)
+          && committed.keySet().stream().noneMatch(s -> s.part == part);
+      if (idle) {
+        subCounts.remove(part);
+      }
+    }
   }
 
-  /** Progress of one version, for status. */
+  /**
+   * Progress of one version, for status: the parts every sub-part of which committed, and the
+   * parts with a stream being received.
+   */
   public record Progress(String version, int partCount, List<Integer> committed,
       List<Integer> receiving) {}
 
@@ -212,9 +265,18 @@ public final class VersionCoordinator implements AutoCloseable {
     delivery.events(e);
   }
 
-  /** Registers a part of {@code version}; refused when it conflicts with what is known. */
-  public synchronized Part open(String versionId, int partIndex, int partCount)
-      throws StatusException {
+  /** Registers a part of {@code version} sent over one stream; see the next method. */
+  public Part open(String versionId, int partIndex, int partCount) throws StatusException {
+    return open(versionId, partIndex, partCount, 0, 1);
+  }
+
+  /**
+   * Registers sub-part {@code sub} of {@code subCount} of a part of {@code version}; refused when
+   * it conflicts with what is known (another part count, another sub-part count for this part, a
+   * stream already committed or being received).
+   */
+  public synchronized Part open(String versionId, int partIndex, int partCount, int sub,
+      int subCount) throws StatusException {
     String key = partByPart ? versionId + ".part-" + partIndex : versionId;
     Version v = inProgress.get(key);
     if (v == null) {
@@ -233,21 +295,31 @@ public final class VersionCoordinator implements AutoCloseable {
       throw Status.ABORTED.withDescription("version " + versionId + " has " + v.globalCount
           + " parts, but this header says " + partCount).asException();
     }
-    if (v.committed.containsKey(partIndex)) {
+    Integer known = v.subCounts.get(partIndex);
+    if (known != null && known != subCount) {
       throw Status.ABORTED.withDescription("part " + partIndex + " of version " + versionId
+          + " is sent as " + known + " sub-parts, but this header says " + subCount).asException();
+    }
+    Slot slot = new Slot(partIndex, sub);
+    String which = subCount == 1 ? "part " + partIndex
+        : "sub-part " + sub + " of part " + partIndex;
+    if (v.committed.containsKey(slot)) {
+      throw Status.ABORTED.withDescription(which + " of version " + versionId
           + " was already committed").asException();
     }
-    if (!v.receiving.add(partIndex)) {
-      throw Status.ABORTED.withDescription("part " + partIndex + " of version " + versionId
+    if (!v.receiving.add(slot)) {
+      throw Status.ABORTED.withDescription(which + " of version " + versionId
           + " is being received on another stream").asException();
     }
+    v.subCounts.put(partIndex, subCount);
     try {
       v.folder.addWriter(); // cannot fail: the folder of a version in progress is not dropped
     } catch (IOException e) {
-      v.receiving.remove(partIndex);
+      v.receiving.remove(slot);
+      v.forgetSubCountIfIdle(partIndex);
       throw Status.INTERNAL.withDescription(e.getMessage()).asException();
     }
-    return new Part(v, partIndex);
+    return new Part(v, slot, subCount);
   }
 
   private void timeOut(Version v) {
@@ -257,12 +329,12 @@ public final class VersionCoordinator implements AutoCloseable {
         return; // completed or dropped while this timeout was on its way
       }
       inProgress.remove(v.key);
-      List<Integer> missing = new ArrayList<>();
+      Set<Integer> missing = new TreeSet<>();
       if (partByPart) {
-        missing.addAll(v.receiving);
+        v.receiving.forEach(s -> missing.add(s.part));
       } else {
         for (int i = 0; i < v.partCount; i++) {
-          if (!v.committed.containsKey(i)) {
+          if (!v.partCommitted(i)) {
             missing.add(i);
           }
         }
@@ -313,8 +385,12 @@ public final class VersionCoordinator implements AutoCloseable {
   public synchronized List<Progress> progress() {
     List<Progress> out = new ArrayList<>();
     for (Version v : inProgress.values()) {
-      out.add(new Progress(v.id, v.globalCount, List.copyOf(v.committed.keySet()),
-          List.copyOf(new TreeSet<>(v.receiving))));
+      Set<Integer> committed = new TreeSet<>();
+      Set<Integer> receiving = new TreeSet<>();
+      v.committed.keySet().forEach(s -> committed.add(s.part));
+      v.receiving.forEach(s -> receiving.add(s.part));
+      committed.removeIf(p -> !v.partCommitted(p));
+      out.add(new Progress(v.id, v.globalCount, List.copyOf(committed), List.copyOf(receiving)));
     }
     return out;
   }

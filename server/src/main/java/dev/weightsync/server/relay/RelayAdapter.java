@@ -26,9 +26,11 @@ import java.util.List;
 /**
  * Relays a part quantized on this (trainer-side) sidecar to one engine-side sidecar: the staged
  * part's tensors (FP8/INT4 bytes and scales, read from the staged files in 4 MiB chunks under
- * gRPC flow control) with its {@code quantization_config}, as {@code PAYLOAD_QUANTIZED}. The
- * engine-side sidecar answers once the whole version (every sender's part) reached its engines;
- * its engines' results become this target's result.
+ * gRPC flow control) with its {@code quantization_config}, as {@code PAYLOAD_QUANTIZED}, split
+ * into {@code streams} sub-parts that go over a connection each (one connection's event loop
+ * tops out near one core). The engine-side sidecar answers once the whole version (every
+ * sender's part, every sub-part of each) reached its engines; its engines' results become this
+ * target's result.
  */
 public final class RelayAdapter implements EngineAdapter, AutoCloseable {
 
@@ -37,15 +39,18 @@ public final class RelayAdapter implements EngineAdapter, AutoCloseable {
   static final int ATTEMPTS = 6;
 
   private final String authority;
+  private final int streams;
   private final WeightSyncClient client;
   private volatile EngineState state;
 
   /**
+   * @param streams connections (and sub-parts) each part goes over
    * @param tls null for plaintext
    * @throws java.io.UncheckedIOException when a TLS file cannot be read
    */
-  public RelayAdapter(String authority, String token, ClientTls tls) {
+  public RelayAdapter(String authority, String token, ClientTls tls, int streams) {
     this.authority = authority;
+    this.streams = streams;
     try {
       this.client = WeightSyncClient.connect(authority, token, ATTEMPTS, tls);
     } catch (IOException e) {
@@ -84,7 +89,7 @@ public final class RelayAdapter implements EngineAdapter, AutoCloseable {
           .setPayload(Payload.PAYLOAD_QUANTIZED)
           .setQuantizationConfigJson(qc == null || qc.isNull() ? "" : JSON.writeValueAsString(qc))
           .build();
-      return fromResponse(d.version(), client.push(header, tensors), start);
+      return fromResponse(d.version(), client.pushSplit(header, tensors, streams), start);
     } catch (StatusRuntimeException e) {
       return failed(d, start, "relay to " + authority + " failed: " + e.getStatus().getCode()
           + (e.getStatus().getDescription() == null ? "" : " " + e.getStatus().getDescription()));

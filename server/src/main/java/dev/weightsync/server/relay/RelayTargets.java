@@ -17,7 +17,7 @@ import java.util.logging.Logger;
  * for every version ({@code dns:///} names to every address, so pods that came or went behind a
  * headless Service are found). One {@link RelayAdapter} (one channel) per address, kept across
  * versions so that its state — out of date, unreachable — carries over; adapters of addresses
- * that disappeared are closed.
+ * that disappeared are closed. Each adapter opens {@code streams} connections to its address.
  */
 public final class RelayTargets implements EngineSet, AutoCloseable {
 
@@ -26,19 +26,24 @@ public final class RelayTargets implements EngineSet, AutoCloseable {
   private final List<RelayTarget> targets;
   private final String token;
   private final ClientTls tls;
+  private final int streams;
   private final Map<String, RelayAdapter> adapters = new LinkedHashMap<>();
   private List<EngineAdapter> known;
 
-  /** @param tls null to relay in plaintext */
-  public RelayTargets(List<RelayTarget> targets, String token, ClientTls tls) {
+  /**
+   * @param tls null to relay in plaintext
+   * @param streams connections (and sub-parts) each part goes over to each target
+   */
+  public RelayTargets(List<RelayTarget> targets, String token, ClientTls tls, int streams) {
     this.targets = List.copyOf(targets);
     this.token = token;
     this.tls = tls;
+    this.streams = streams;
     List<EngineAdapter> initial = new ArrayList<>();
     for (RelayTarget t : targets) {
       if (!t.everyAddress()) { // names are looked up per version; plain targets are known now
         initial.add(adapters.computeIfAbsent(t.host() + ":" + t.port(),
-            a -> new RelayAdapter(a, token, tls)));
+            a -> new RelayAdapter(a, token, tls, streams)));
       }
     }
     this.known = List.copyOf(initial);
@@ -67,7 +72,7 @@ public final class RelayTargets implements EngineSet, AutoCloseable {
     }
     List<EngineAdapter> out = new ArrayList<>();
     for (String a : now) {
-      out.add(adapters.computeIfAbsent(a, x -> new RelayAdapter(x, token, tls)));
+      out.add(adapters.computeIfAbsent(a, x -> new RelayAdapter(x, token, tls, streams)));
     }
     known = List.copyOf(out);
     return known;

@@ -252,6 +252,79 @@ class VersionCoordinatorTest {
   }
 
   @Test
+  void aPartSplitIntoSubPartsCommitsOnlyOnceEverySubPartHas() throws Exception {
+    FakeEngine engine = new FakeEngine("e1");
+    VersionCoordinator c = coordinator(engine);
+    VersionCoordinator.Part a0 = c.open("s", 0, 2, 0, 2);
+    VersionCoordinator.Part a1 = c.open("s", 0, 2, 1, 2);
+    VersionCoordinator.Part b = c.open("s", 1, 2);
+    assertThat(a1.sub()).isEqualTo(1);
+    assertThat(a1.subCount()).isEqualTo(2);
+    Outcome o0 = commit(a0);
+    Outcome ob = commit(b);
+    assertThat(c.progress()).singleElement().satisfies(p -> {
+      assertThat(p.committed()).as("part 0 waits for its second sub-part").containsExactly(1);
+      assertThat(p.receiving()).containsExactly(0);
+    });
+    assertThat(engine.deliveries).isEmpty();
+    Outcome o1 = commit(a1);
+    VersionOutcome done = o1.completed();
+    assertThat(o0.completed()).isSameAs(done);
+    assertThat(ob.completed()).isSameAs(done);
+    assertThat(engine.deliveries).hasSize(1);
+    awaitIdle(c);
+  }
+
+  @Test
+  void subPartsOfOnePartMustAgreeAndAFailedOneIsRetriedAlone() throws Exception {
+    FakeEngine engine = new FakeEngine("e1");
+    VersionCoordinator c = coordinator(engine);
+    VersionCoordinator.Part s0 = c.open("v", 0, 1, 0, 3);
+    assertThatThrownBy(() -> c.open("v", 0, 1, 1, 2)).isInstanceOfSatisfying(
+        StatusException.class, e -> {
+          assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.ABORTED);
+          assertThat(e.getStatus().getDescription())
+              .isEqualTo("part 0 of version v is sent as 3 sub-parts, but this header says 2");
+        });
+    assertThatThrownBy(() -> c.open("v", 0, 1, 0, 3)).isInstanceOfSatisfying(
+        StatusException.class, e -> assertThat(e.getStatus().getDescription())
+            .isEqualTo("sub-part 0 of part 0 of version v is being received on another stream"));
+    VersionCoordinator.Part s1 = c.open("v", 0, 1, 1, 3);
+    VersionCoordinator.Part s2 = c.open("v", 0, 1, 2, 3);
+    Outcome o0 = commit(s0);
+    s1.fail(Set.of(), 0);
+    assertThat(s0.directory()).as("the committed sub-part's files are kept").isDirectory();
+    VersionCoordinator.Part retry = c.open("v", 0, 1, 1, 3);
+    commit(s2);
+    assertThat(engine.deliveries).isEmpty();
+    commit(retry);
+    assertThat(o0.completed().version()).isEqualTo("v");
+    awaitIdle(c);
+  }
+
+  @Test
+  void aPartWhoseEveryStreamFailedMayComeBackSplitAnotherWay() throws Exception {
+    VersionCoordinator c = coordinator(new FakeEngine("e1"));
+    VersionCoordinator.Part other = c.open("v", 1, 2);
+    VersionCoordinator.Part s0 = c.open("v", 0, 2, 0, 4);
+    s0.fail(Set.of(), 0);
+    VersionCoordinator.Part whole = c.open("v", 0, 2);
+    Outcome o = commit(whole);
+    commit(other);
+    assertThat(o.completed().version()).isEqualTo("v");
+    awaitIdle(c);
+  }
+
+  @Test
+  void aTimeoutNamesThePartsWithSubPartsMissing() throws Exception {
+    VersionCoordinator c = coordinator(new FakeEngine("e1"));
+    Outcome o = commit(c.open("v", 0, 2, 0, 2));
+    commit(c.open("v", 1, 2));
+    clock.advance(TIMEOUT);
+    assertThat(o.failed().getDescription()).contains("part(s) [0] of 2 did not arrive");
+  }
+
+  @Test
   void anAdapterThatThrowsIsReportedAsAnEngineLeftAsRecorded() throws Exception {
     FakeEngine broken = new FakeEngine("broken");
     broken.thrown = new IllegalStateException("bug");
