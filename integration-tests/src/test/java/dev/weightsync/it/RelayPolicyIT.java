@@ -114,6 +114,20 @@ class RelayPolicyIT {
   }
 
   @Test
+  void aParallelPushIntoATrainerSideSidecarIsRelayedPartByPartAtOnce() throws Exception {
+    start("all");
+    engines.get(1).faults(f -> f.loadFailsForever = false);
+    // four parts, each relayed to each target as sub-parts over relay-streams connections
+    UpdateWeightsResponse r = client.pushFolderParallel(Launcher.golden("bf16"), "p4", 4);
+    assertThat(r.getEnginesList()).hasSize(3).allMatch(e -> e.getOutcome() == EngineOutcome.LOADED);
+    for (int i = 0; i < 3; i++) {
+      assertThat(engines.get(i).weightVersion()).isEqualTo("p4");
+      Launcher.Result cmp = Launcher.compare(Launcher.golden("fp8"), tmp.resolve("engine-" + i + "/p4"));
+      assertThat(cmp.exitCode()).as(cmp.stdout() + cmp.stderr()).isZero();
+    }
+  }
+
+  @Test
   void aTrainerSideSidecarRefusesQuantizedPartsAndAnEngineSideOneTakesThem() throws Exception {
     start("all");
     try (RawStream raw = new RawStream(trainerSide.port())) {

@@ -28,7 +28,10 @@ import java.util.logging.Logger;
  * and tells every part's caller the outcome. Parts that do not all arrive within the part timeout
  * (counted from the version's first header) abort the version: nothing reaches an engine.
  *
- * <p>Thread-safe. Versions are delivered one at a time, in completion order.
+ * <p>Thread-safe. Versions are delivered one at a time, in completion order (an engine runs one
+ * update session at a time), except part by part on a trainer-side sidecar: there each part's
+ * relay waits for the engine-side sidecars' answer, which comes only once every part of the
+ * version reached them, so the parts of a version are relayed at once.
  */
 public final class VersionCoordinator implements AutoCloseable {
 
@@ -240,11 +243,7 @@ public final class VersionCoordinator implements AutoCloseable {
   private final Map<String, Version> inProgress = new LinkedHashMap<>();
   /** Versions complete and queued or being delivered. */
   private int delivering;
-  private final ExecutorService deliveries = Executors.newSingleThreadExecutor(r -> {
-    Thread t = new Thread(r, "weightsync-deliver");
-    t.setDaemon(true);
-    return t;
-  });
+  private final ExecutorService deliveries;
 
   /**
    * @param partByPart deliver each part as soon as it commits instead of gathering all parts of
@@ -258,6 +257,13 @@ public final class VersionCoordinator implements AutoCloseable {
     this.partTimeout = partTimeout;
     this.partByPart = partByPart;
     this.clock = clock;
+    java.util.concurrent.ThreadFactory named = r -> {
+      Thread t = new Thread(r, "weightsync-deliver");
+      t.setDaemon(true);
+      return t;
+    };
+    this.deliveries = partByPart ? Executors.newCachedThreadPool(named)
+        : Executors.newSingleThreadExecutor(named);
   }
 
   /** Where version outcomes are told; set once, before the server starts. */

@@ -11,10 +11,13 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.logging.Logger;
+import java.util.regex.Pattern;
 import java.util.stream.Stream;
 
 /**
@@ -24,6 +27,9 @@ import java.util.stream.Stream;
  * kept.
  */
 public final class StagingArea {
+
+  /** The suffix of a trainer-side sidecar's part folders: {@code <version>.part-<i>}. */
+  private static final Pattern PART_SUFFIX = Pattern.compile("\\.part-\\d+$");
 
   private static final Logger LOG = Logger.getLogger(StagingArea.class.getName());
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -106,9 +112,16 @@ public final class StagingArea {
    * (keep is at least 1): it is the complete version an engine left possibly mixed is loaded from.
    */
   public void prune() throws IOException {
-    List<Path> versions = published();
-    for (Path old : versions.subList(Math.min(keep, versions.size()), versions.size())) {
-      CheckpointConverter.deleteTree(old);
+    // A trainer-side sidecar stages each part of a version as <version>.part-<i>, and relays them
+    // at once: the folders of one version count as one, or a part still being relayed could go.
+    Set<String> kept = new HashSet<>();
+    for (Path p : published()) {
+      String version = PART_SUFFIX.matcher(p.getFileName().toString()).replaceFirst("");
+      if (!kept.contains(version) && kept.size() >= keep) {
+        CheckpointConverter.deleteTree(p);
+      } else {
+        kept.add(version);
+      }
     }
   }
 

@@ -25,6 +25,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -325,6 +326,25 @@ class VersionCoordinatorTest {
   }
 
   @Test
+  void partByPartRelaysThePartsOfAVersionAtOnce() throws Exception {
+    // A relay's answer comes only once every part of the version reached the engine side: parts
+    // delivered one after the other would wait on each other until the part timeout.
+    FakeEngine relay = new FakeEngine("relay");
+    relay.waitFor = new CountDownLatch(3);
+    VersionCoordinator c = coordinator(DeliveryPolicy.ALL, true, relay);
+    List<Outcome> outcomes = new ArrayList<>();
+    for (int p = 0; p < 3; p++) {
+      outcomes.add(commit(c.open("v", p, 3)));
+    }
+    for (Outcome o : outcomes) {
+      assertThat(o.completed().engines()).singleElement()
+          .satisfies(r -> assertThat(r.outcome()).isEqualTo(EngineOutcome.LOADED));
+    }
+    assertThat(relay.deliveries).hasSize(3);
+    awaitIdle(c);
+  }
+
+  @Test
   void anAdapterThatThrowsIsReportedAsAnEngineLeftAsRecorded() throws Exception {
     FakeEngine broken = new FakeEngine("broken");
     broken.thrown = new IllegalStateException("bug");
@@ -402,6 +422,8 @@ class VersionCoordinatorTest {
     final List<Boolean> sawConfig = new CopyOnWriteArrayList<>();
     volatile EngineOutcome outcome = EngineOutcome.LOADED;
     volatile RuntimeException thrown;
+    /** When set, each update waits for it (a relay waits for every part of its version). */
+    volatile CountDownLatch waitFor;
 
     FakeEngine(String name) {
       this.name = name;
@@ -418,6 +440,18 @@ class VersionCoordinatorTest {
       sawConfig.add(Files.isRegularFile(d.folder().resolve("config.json")));
       if (thrown != null) {
         throw thrown;
+      }
+      CountDownLatch gate = waitFor;
+      if (gate != null) {
+        gate.countDown();
+        try {
+          if (!gate.await(10, TimeUnit.SECONDS)) {
+            return new EngineResult(name, EngineOutcome.FAILED_UNTOUCHED, "", "not all parts came",
+                10, "relay");
+          }
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
       }
       return new EngineResult(name, outcome, outcome == EngineOutcome.LOADED ? d.version() : "",
           outcome == EngineOutcome.LOADED ? "" : "injected", 0.1,
