@@ -52,6 +52,20 @@ def test_a_chunk_serialized_by_hand_equals_protobufs_own():
     assert ws.pb.UpdateWeightsRequest.FromString(mine) == theirs
 
 
+def test_a_large_writable_piece_is_copied_without_the_gil_into_the_same_bytes():
+    assert _wire._GIL_FREE is not None, "CPython: the GIL-free copy must be on"
+    data = bytearray(range(256)) * 4096  # 1 MiB, writable: the memmove path
+    piece = memoryview(data)[100:]
+    mine = _wire.chunk_message("m.w", "BF16", (len(piece) // 2,), 0, piece, 7)
+    assert type(mine) is bytes
+    theirs = ws.pb.UpdateWeightsRequest(chunk=ws.pb.TensorChunk(
+        name="m.w", dtype="BF16", shape=(len(piece) // 2,), offset=0, data=bytes(piece),
+        crc32c=7))
+    assert ws.pb.UpdateWeightsRequest.FromString(mine) == theirs
+    data[100:110] = b"x" * 10  # the message is a copy, not a view of the piece
+    assert ws.pb.UpdateWeightsRequest.FromString(mine) == theirs
+
+
 def test_each_stream_has_a_connection_of_its_own_unless_a_channel_is_given():
     """A grpcio server in this process records each call's peer (its client address and port):
     distinct ports are distinct connections."""
