@@ -13,6 +13,8 @@ set -u
 [ -f .device/jre.tar.xz ] && tar xJf .device/jre.tar.xz -C /tmp && export PATH=/tmp/jre/bin:$PATH
 DEVICE=${DEVICE:-cuda}; MODEL=${MODEL:-/dev/shm/m4b}
 AP=$PWD/.device/prof/libasyncProfiler.so
+# PROFILE_RELAY=1: CPU profiles of the relaying trainer-side sidecar and of one engine-side one
+rprof() { [ "${PROFILE_RELAY:-0}" = 1 ] && echo "-agentpath:$AP=start,event=itimer,interval=1ms,threads,file=$OUT/$1.collapsed"; }
 W() { java -cp "$PWD/.device/lib/*" dev.weightsync.cli.WeightsyncCommand "$@"; }
 WC() { java -XX:TieredStopAtLevel=1 -cp "$PWD/.device/lib/*" dev.weightsync.cli.WeightsyncCommand "$@"; }
 H=.device/shared/tools/hfcmp.py
@@ -22,7 +24,7 @@ nproc; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; df -h /
 for i in 0 1 2 3; do W engine --port $((30000 + i)) > /tmp/engine-$i.log 2>&1 & done
 sleep 3
 for i in 1 2 3; do
-  W serve --role engine --port $((50060 + i)) --metrics-port -1 --staging-dir /dev/shm/es-$i \
+  java $( [ $i = 1 ] && rprof engine-side) -cp "$PWD/.device/lib/*" dev.weightsync.cli.WeightsyncCommand serve --role engine --port $((50060 + i)) --metrics-port -1 --staging-dir /dev/shm/es-$i \
     --sglang-url http://127.0.0.1:$((30000 + i)) --keep-versions 1 > /tmp/es-$i.log 2>&1 &
 done
 WEIGHTSYNC_PROFILE=${PROFILE_SIDECAR:-1}
@@ -31,7 +33,7 @@ java "${prof[@]}" -cp "$PWD/.device/lib/*" dev.weightsync.cli.WeightsyncCommand 
   --port 50051 --metrics-port -1 --staging-dir /dev/shm/co --sglang-url http://127.0.0.1:30000 \
   --keep-versions 1 > /tmp/co.log 2>&1 &
 relays=(--relay-to 127.0.0.1:50061 --relay-to 127.0.0.1:50062 --relay-to 127.0.0.1:50063)
-W serve --role trainer --device $DEVICE --port 50071 --metrics-port -1 --staging-dir /dev/shm/tr4 \
+java $(rprof trainer-side) -cp "$PWD/.device/lib/*" dev.weightsync.cli.WeightsyncCommand serve --role trainer --device $DEVICE --port 50071 --metrics-port -1 --staging-dir /dev/shm/tr4 \
   --keep-versions 1 --relay-streams 4 "${relays[@]}" > /tmp/tr4.log 2>&1 &
 W serve --role trainer --device $DEVICE --port 50072 --metrics-port -1 --staging-dir /dev/shm/tr1 \
   --keep-versions 1 --relay-streams 1 "${relays[@]}" > /tmp/tr1.log 2>&1 &
@@ -70,6 +72,6 @@ python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases b --streams 8 2>&1 |
 /tmp/site/bin/py-spy record -r 250 --threads --gil -f raw -o $OUT/python-gil.collapsed -- \
   python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases b --streams 8 2>&1 | tail -3
 fi
-pkill -f "WeightsyncCommand serve --device $DEVICE --port 50051"; sleep 4
+pkill -f "WeightsyncCommand serve"; sleep 5
 grep -E "SEVERE|Exception" /tmp/*.log | head -5
 ls -la $OUT

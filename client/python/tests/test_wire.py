@@ -1,5 +1,6 @@
 """What push puts on the wire, without a server: the CRC32C, and header, chunks and commit."""
 import numpy as np
+import pytest
 
 import weightsync_client as ws
 from weightsync_client import _wire
@@ -16,10 +17,13 @@ def test_the_checksum_is_crc32c_with_the_module_and_zlibs_crc32_without_it():
     assert _wire.CHECKSUM_NAME == ("crc32c" if ws.FAST_CRC32C else "crc32")
 
 
-def test_a_version_is_a_header_chunks_that_cover_each_tensor_and_a_commit():
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_a_version_is_a_header_chunks_that_cover_each_tensor_and_a_commit(workers):
+    """Inline or on workers that run ahead: the same chunks, in order."""
     w = np.arange(1000, dtype=np.float32).reshape(10, 100)
     norm = ws.RawTensor(b"\x00\x3f" * 100, "BF16", (100,))
-    requests = _parsed(_wire.requests([("a.weight", w), ("a.norm", norm)], "v7", 1, 3, chunk_bytes=1024))
+    requests = _parsed(_wire.requests([("a.weight", w), ("a.norm", norm)], "v7", 1, 3,
+                                      chunk_bytes=1024, workers=workers))
     kinds = [r.WhichOneof("kind") for r in requests]
     assert kinds[0] == "header" and kinds[-1] == "commit"
     assert (requests[0].header.weight_version, requests[0].header.part_index,

@@ -54,7 +54,8 @@ def push(named_tensors: Iterable[Tuple[str, Any]], version: str, target: str, pa
                                  response_deserializer=pb.UpdateWeightsResponse.FromString)
                  for ch in channels]
         sender = _PartSender(calls, version, parts if len(split) == 1 else len(split), chunk_bytes,
-                             timeout, attempts, _transport.auth(token), checksums)
+                             timeout, attempts, _transport.auth(token), checksums,
+                             _wire.workers_per_stream(len(split)))
         if len(split) == 1:
             return sender.send(part, split[0])
         return sender.send_all(split)
@@ -86,7 +87,8 @@ class _PartSender:
     """Sends parts of one version, retrying a part refused with UNAVAILABLE; with several parts
     in flight, the first failure cancels the calls of the others."""
 
-    def __init__(self, calls, version, parts, chunk_bytes, timeout, attempts, metadata, checksums):
+    def __init__(self, calls, version, parts, chunk_bytes, timeout, attempts, metadata, checksums,
+                 workers):
         self._calls = calls  # part i goes over calls[i % len(calls)]
         self._version = version
         self._parts = parts
@@ -95,6 +97,7 @@ class _PartSender:
         self._attempts = attempts
         self._metadata = metadata
         self._checksums = checksums
+        self._workers = workers  # per stream, for checksums and copies (_wire.requests)
         self._lock = threading.Lock()
         self._live = {}
         self._cancelled = False
@@ -106,7 +109,7 @@ class _PartSender:
                     raise PushError(grpc.StatusCode.CANCELLED, "another part of the version failed")
                 future = self._calls[index % len(self._calls)].future(
                     _wire.requests(tensors, self._version, index, self._parts, self._chunk_bytes,
-                              self._checksums),
+                                   self._checksums, self._workers),
                     timeout=self._timeout, metadata=self._metadata)
                 self._live[index] = future
             try:

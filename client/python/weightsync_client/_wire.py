@@ -130,13 +130,24 @@ _GIL_FREE = _gil_free_copy()
 LOOKAHEAD = 3
 """Chunks whose checksum and copy may be under way while an earlier one is being sent."""
 
+CHUNK_WORKERS = 8
+"""Worker threads a push gives its streams for checksums and copies (at most 2 a stream)."""
 
-def requests(named_tensors, version, part, parts, chunk_bytes, checksums=True):
+
+def workers_per_stream(streams):
+    """Measured on the H200 host (docs/measurements/wire-speed-2026-12-02-session8.md): on 1 and
+    4 streams two workers a stream gained (9.4 -> 7.1 s, 3.4 -> 3.0 s), on 8 they lost
+    (3.1 -> 3.5 s): past about 8 in all they only add threads that queue on the GIL."""
+    return max(0, min(2, CHUNK_WORKERS // streams))
+
+
+def requests(named_tensors, version, part, parts, chunk_bytes, checksums=True, workers=2):
     """The serialized messages of one part: header, chunks, commit.
 
-    Each chunk's checksum and copy (both without the GIL) run on two worker threads, up to
-    ``LOOKAHEAD`` chunks ahead of the one grpcio is sending, instead of between grpcio's sends
-    on its one thread: on one stream that thread was busy checksumming most of the time."""
+    With ``workers``, each chunk's checksum and copy (both without the GIL) run on that many
+    threads, up to ``LOOKAHEAD`` chunks ahead of the one grpcio is sending, instead of between
+    grpcio's sends on its one thread (on one stream that thread was busy checksumming most of
+    the time); with 0, inline."""
     # "off" in its older spelling, which sidecars before the "checksum" option understand too
     options = {"checksum": CHECKSUM_NAME} if checksums else {"crc32c": "off"}
     yield pb.UpdateWeightsRequest(header=pb.Header(
@@ -145,7 +156,8 @@ def requests(named_tensors, version, part, parts, chunk_bytes, checksums=True):
     count = 0
     total = 0
     staging = HostStaging()
-    workers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="weightsync-chunk")
+    pool = (concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="weightsync-chunk")
+            if workers else None)
     try:
         for name, tensor in named_tensors:
             count += 1
@@ -155,14 +167,18 @@ def requests(named_tensors, version, part, parts, chunk_bytes, checksums=True):
                 # every chunk of a window is made before the next window is asked for: a GPU
                 # tensor's window is a pinned buffer that is then refilled
                 for at in range(0, max(len(window), 1), chunk_bytes):
-                    pending.append(workers.submit(_chunk, name, dtype, shape, offset + at,
-                                                  window[at:at + chunk_bytes], checksums))
+                    args = (name, dtype, shape, offset + at, window[at:at + chunk_bytes], checksums)
+                    if pool is None:
+                        yield _chunk(*args)
+                        continue
+                    pending.append(pool.submit(_chunk, *args))
                     if len(pending) >= LOOKAHEAD:
                         yield pending.popleft().result()
                 while pending:
                     yield pending.popleft().result()
     finally:
-        workers.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         staging.close()
     yield pb.UpdateWeightsRequest(commit=pb.Commit(
         tensor_count=count, total_bytes=total)).SerializeToString()

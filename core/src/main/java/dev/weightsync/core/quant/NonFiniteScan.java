@@ -16,7 +16,7 @@ public final class NonFiniteScan {
     int n = b.remaining() / dtype.byteSize();
     switch (dtype) {
       case BF16 -> {
-        if (!mayHoldNonFiniteBf16(b, n)) {
+        if (!mayHoldAllOnes(b, 2 * n, BF16_EXPONENTS, LANES_16, TOPS_16)) {
           return;
         }
         for (int i = 0; i < n; i++) {
@@ -27,6 +27,9 @@ public final class NonFiniteScan {
         }
       }
       case F16 -> {
+        if (!mayHoldAllOnes(b, 2 * n, F16_EXPONENTS, LANES_16, TOPS_16)) {
+          return;
+        }
         for (int i = 0; i < n; i++) {
           short v = b.getShort(b.position() + 2 * i);
           if ((v & 0x7C00) == 0x7C00) {
@@ -51,6 +54,9 @@ public final class NonFiniteScan {
         }
       }
       case F8_E4M3 -> {
+        if (!mayHoldAllOnes(b, n, E4M3_NANS, LANES_8, TOPS_8)) {
+          return;
+        }
         for (int i = 0; i < n; i++) {
           if ((b.get(b.position() + i) & 0x7F) == 0x7F) {
             throw new NonFiniteWeightException(tensor, firstElement + i, Float.NaN);
@@ -95,28 +101,40 @@ public final class NonFiniteScan {
     }
   }
 
-  /** Exponent bits of four BF16 values in a long. */
-  private static final long EXPONENTS = 0x7F807F807F807F80L;
+  /** Exponent bits of four BF16 values in a long: all ones is infinity or NaN. */
+  private static final long BF16_EXPONENTS = 0x7F807F807F807F80L;
+  /** Exponent bits of four F16 values. */
+  private static final long F16_EXPONENTS = 0x7C007C007C007C00L;
+  /** Exponent and mantissa bits of eight e4m3fn values: all ones is its only NaN (no infinity). */
+  private static final long E4M3_NANS = 0x7F7F7F7F7F7F7F7FL;
+  private static final long LANES_16 = 0x0001000100010001L;
+  private static final long TOPS_16 = 0x8000800080008000L;
+  private static final long LANES_8 = 0x0101010101010101L;
+  private static final long TOPS_8 = 0x8080808080808080L;
 
   /**
-   * False when no BF16 value in the buffer has an all-ones exponent, four values at a time (an
-   * embedding passed through is hundreds of millions of them); true sends the caller to the
-   * element-by-element loop, which finds the element.
+   * False when no element in the first {@code bytes} bytes has all the bits of its lane in
+   * {@code mask} set, a long (four 16-bit or eight 8-bit elements) at a time: an embedding passed
+   * through, or a relayed FP8 part, is billions of elements. True sends the caller to the
+   * element-by-element loop, which finds the element. Per lane, {@code (v & mask) ^ mask} is zero
+   * exactly for a hit, and its top bit is never set (no mask has it), so the classic zero-lane
+   * test {@code (y - lanes) & ~y & tops} has no false positives.
    */
-  private static boolean mayHoldNonFiniteBf16(ByteBuffer b, int n) {
+  private static boolean mayHoldAllOnes(ByteBuffer b, int bytes, long mask, long lanes,
+      long tops) {
     int base = b.position();
-    int words = n / 4;
+    int words = bytes / 8;
     for (int w = 0; w < words; w++) {
-      long y = (b.getLong(base + 8 * w) & EXPONENTS) ^ EXPONENTS; // a zero lane: non-finite
-      if (((y - 0x0001000100010001L) & ~y & 0x8000800080008000L) != 0) {
+      long y = (b.getLong(base + 8 * w) & mask) ^ mask;
+      if (((y - lanes) & ~y & tops) != 0) {
         return true;
       }
     }
-    for (int i = 4 * words; i < n; i++) {
-      if ((b.getShort(base + 2 * i) & 0x7F80) == 0x7F80) {
-        return true;
-      }
+    long tail = 0; // the last elements, the lanes past them zero (never a hit)
+    for (int i = 8 * words; i < bytes; i++) {
+      tail |= (b.get(base + i) & 0xFFL) << (8 * (i - 8 * words));
     }
-    return false;
+    long y = (tail & mask) ^ mask;
+    return ((y - lanes) & ~y & tops) != 0;
   }
 }

@@ -34,6 +34,47 @@ class NonFiniteScanTest {
     assertThatCode(() -> NonFiniteScan.check("t", DType.BF16, finite, 0)).doesNotThrowAnyException();
   }
 
+  @Test
+  void everyE4m3AndF16PositionIsCheckedALongAtATimeAndTheTail() {
+    int n = 43; // five longs of eight e4m3 values and a tail of three
+    for (byte bad : new byte[] {0x7F, (byte) 0xFF}) {
+      for (int at = 0; at < n; at++) {
+        ByteBuffer b = ByteBuffer.allocate(n);
+        for (int i = 0; i < n; i++) {
+          b.put(i, (byte) (0x7E - (i % 5) | (i % 2 == 0 ? 0x80 : 0))); // 448 and near: finite
+        }
+        b.put(at, bad);
+        int index = at;
+        assertThatThrownBy(() -> NonFiniteScan.check("t", DType.F8_E4M3, b, 7))
+            .isInstanceOfSatisfying(NonFiniteWeightException.class,
+                e -> org.assertj.core.api.Assertions.assertThat(e.elementIndex())
+                    .isEqualTo(7 + index));
+      }
+    }
+    ByteBuffer finite = ByteBuffer.allocate(n);
+    for (int i = 0; i < n; i++) {
+      finite.put(i, (byte) (i % 2 == 0 ? 0x7E : 0xFE));
+    }
+    assertThatCode(() -> NonFiniteScan.check("t", DType.F8_E4M3, finite, 0))
+        .doesNotThrowAnyException();
+
+    int m = 21; // five longs of four F16 values and a tail of one
+    for (short bad : new short[] {0x7C00, (short) 0xFC00, 0x7E00}) {
+      for (int at = 0; at < m; at++) {
+        ByteBuffer b = ByteBuffer.allocate(2 * m).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < m; i++) {
+          b.putShort(2 * i, (short) (0x7BFF - i)); // the largest finite halves
+        }
+        b.putShort(2 * at, bad);
+        int index = at;
+        assertThatThrownBy(() -> NonFiniteScan.check("t", DType.F16, b, 0))
+            .isInstanceOfSatisfying(NonFiniteWeightException.class,
+                e -> org.assertj.core.api.Assertions.assertThat(e.elementIndex())
+                    .isEqualTo(index));
+      }
+    }
+  }
+
   /** Pieces cut anywhere, inside elements too, as HTTP/2 frames cut a chunk. */
   @Test
   void piecesCutInsideElementsAreScannedAsOneRun() {
