@@ -131,14 +131,15 @@ LOOKAHEAD = 3
 """Chunks whose checksum and copy may be under way while an earlier one is being sent."""
 
 CHUNK_WORKERS = 8
-"""Worker threads a push gives its streams for checksums and copies (at most 2 a stream)."""
+"""Worker threads a push may give its streams for checksums and copies, two a stream."""
 
 
 def workers_per_stream(streams):
-    """Measured on the H200 host (docs/measurements/wire-speed-2026-12-02-session8.md): on 1 and
-    4 streams two workers a stream gained (9.4 -> 7.1 s, 3.4 -> 3.0 s), on 8 they lost
-    (3.1 -> 3.5 s): past about 8 in all they only add threads that queue on the GIL."""
-    return max(0, min(2, CHUNK_WORKERS // streams))
+    """Two workers a stream up to 4 streams, none past that: measured on the H200 host
+    (docs/measurements/wire-speed-2026-12-02-session8.md), two a stream gained on 1 and 4 streams
+    (10.4 -> 6.3-7.3 s, 3.4 -> 2.9-3.0 s) and lost on 8 (one or two a stream: 3.2-4.0 s against
+    3.1-3.6 s inline): 8 streams already keep the cores busy, and more threads queue on the GIL."""
+    return 2 if 2 * streams <= CHUNK_WORKERS else 0
 
 
 def requests(named_tensors, version, part, parts, chunk_bytes, checksums=True, workers=2):
