@@ -37,6 +37,12 @@ public final class RelayAdapter implements EngineAdapter, AutoCloseable {
   private static final ObjectMapper JSON = new ObjectMapper();
   /** Tries per part while the engine-side sidecar is UNAVAILABLE (e.g. restarting): ~6 s. */
   static final int ATTEMPTS = 6;
+  /**
+   * Relay streams a version may hold open at one target: half of an engine-side sidecar's
+   * default share per caller (max-streams-per-caller 64), since every part of the version this
+   * sidecar relays comes from the same caller there.
+   */
+  static final int STREAM_BUDGET = 32;
 
   private final String authority;
   private final int streams;
@@ -89,13 +95,22 @@ public final class RelayAdapter implements EngineAdapter, AutoCloseable {
           .setPayload(Payload.PAYLOAD_QUANTIZED)
           .setQuantizationConfigJson(qc == null || qc.isNull() ? "" : JSON.writeValueAsString(qc))
           .build();
-      return fromResponse(d.version(), client.pushSplit(header, tensors, streams), start);
+      return fromResponse(d.version(), client.pushSplit(header, tensors,
+          subParts(streams, d.partCount())), start);
     } catch (StatusRuntimeException e) {
       return failed(d, start, "relay to " + authority + " failed: " + e.getStatus().getCode()
           + (e.getStatus().getDescription() == null ? "" : " " + e.getStatus().getDescription()));
     } catch (IOException | RuntimeException e) {
       return failed(d, start, "relay to " + authority + " failed: " + e);
     }
+  }
+
+  /**
+   * Sub-parts for one part of a version of {@code partCount} parts: {@code streams}, fewer when
+   * the parts relayed at once would take more than {@link #STREAM_BUDGET} streams at the target.
+   */
+  static int subParts(int streams, int partCount) {
+    return Math.max(1, Math.min(streams, STREAM_BUDGET / Math.max(1, partCount)));
   }
 
   /** The engine-side sidecar's answer: LOADED when every engine behind it loaded the version. */
