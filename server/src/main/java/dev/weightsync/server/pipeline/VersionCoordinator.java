@@ -14,8 +14,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeMap;
-import java.util.TreeSet;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -40,26 +38,13 @@ public final class VersionCoordinator implements AutoCloseable {
   /** How long an abandoned session may take to end: its lease's resume (at most 60 s) and more. */
   public static final long ABANDONED_SESSION_BOUND_SECONDS = 75;
 
-  /** Which stream of a version: a part, and which of its sub-parts (0 of 1 when not split). */
-  private record Slot(int part, int sub) implements Comparable<Slot> {
-    @Override
-    public int compareTo(Slot o) {
-      return part != o.part ? Integer.compare(part, o.part) : Integer.compare(sub, o.sub);
-    }
-
-    @Override
-    public String toString() {
-      return sub == 0 ? Integer.toString(part) : part + "." + sub;
-    }
-  }
-
   /** A part slot held by one stream, from its header until it commits or fails. */
   public final class Part {
     private final Version version;
-    private final Slot slot;
+    private final PartSlots.Slot slot;
     private final int subCount;
 
-    private Part(Version version, Slot slot, int subCount) {
+    private Part(Version version, PartSlots.Slot slot, int subCount) {
       this.version = version;
       this.slot = slot;
       this.subCount = subCount;
@@ -70,12 +55,12 @@ public final class VersionCoordinator implements AutoCloseable {
     }
 
     public int index() {
-      return slot.part;
+      return slot.part();
     }
 
     /** Which stream of its part this is, 0 &lt;= sub &lt; {@link #subCount()}. */
     public int sub() {
-      return slot.sub;
+      return slot.sub();
     }
 
     public int subCount() {
@@ -128,11 +113,10 @@ public final class VersionCoordinator implements AutoCloseable {
     public void fail(Set<String> claimedTensors, long reservedBytes) {
       boolean drop;
       synchronized (VersionCoordinator.this) {
-        version.receiving.remove(slot);
-        version.forgetSubCountIfIdle(slot.part);
+        version.slots.forget(slot);
         version.tensorNames.removeAll(claimedTensors);
         version.bytes -= reservedBytes;
-        drop = version.receiving.isEmpty() && version.committed.isEmpty()
+        drop = version.slots.empty()
             && inProgress.get(version.key) == version;
         if (drop) {
           inProgress.remove(version.key);
@@ -150,13 +134,12 @@ public final class VersionCoordinator implements AutoCloseable {
       boolean complete;
       Status aborted;
       synchronized (VersionCoordinator.this) {
-        version.receiving.remove(slot);
         aborted = version.aborted;
+        version.slots.ended(slot, aborted == null ? result : null);
         complete = false;
         if (aborted == null) {
-          version.committed.put(slot, result);
           version.listeners.add(listener);
-          complete = version.complete();
+          complete = version.slots.complete();
         }
         if (complete) {
           delivering++;
@@ -184,10 +167,7 @@ public final class VersionCoordinator implements AutoCloseable {
     final int globalCount;
     final VersionFolder folder;
     final long firstHeaderNanos = clock.nanoTime();
-    final Set<Slot> receiving = new HashSet<>();
-    final Map<Slot, PartResult> committed = new TreeMap<>();
-    /** Each part's sub-part count, from its first stream: all streams of a part must agree. */
-    final Map<Integer, Integer> subCounts = new TreeMap<>();
+    final PartSlots slots;
     final Set<String> tensorNames = new HashSet<>();
     /** Bytes of the tensors its parts declared. */
     long bytes;
@@ -202,29 +182,7 @@ public final class VersionCoordinator implements AutoCloseable {
       this.partCount = partCount;
       this.globalCount = globalCount;
       this.folder = folder;
-    }
-
-    /** Every part has given its sub-part count and all of those sub-parts committed. */
-    boolean complete() {
-      int streams = 0;
-      for (int n : subCounts.values()) {
-        streams += n;
-      }
-      return subCounts.size() == partCount && committed.size() == streams;
-    }
-
-    boolean partCommitted(int part) {
-      Integer n = subCounts.get(part);
-      return n != null && committed.keySet().stream().filter(s -> s.part == part).count() == n;
-    }
-
-    /** A part none of whose streams is open or committed may come back split another way. */
-    void forgetSubCountIfIdle(int part) {
-      boolean idle = receiving.stream().noneMatch(s -> s.part == part)
-          && committed.keySet().stream().noneMatch(s -> s.part == part);
-      if (idle) {
-        subCounts.remove(part);
-      }
+      this.slots = new PartSlots(partCount);
     }
   }
 
@@ -301,28 +259,11 @@ public final class VersionCoordinator implements AutoCloseable {
       throw Status.ABORTED.withDescription("version " + versionId + " has " + v.globalCount
           + " parts, but this header says " + partCount).asException();
     }
-    Integer known = v.subCounts.get(partIndex);
-    if (known != null && known != subCount) {
-      throw Status.ABORTED.withDescription("part " + partIndex + " of version " + versionId
-          + " is sent as " + known + " sub-parts, but this header says " + subCount).asException();
-    }
-    Slot slot = new Slot(partIndex, sub);
-    String which = subCount == 1 ? "part " + partIndex
-        : "sub-part " + sub + " of part " + partIndex;
-    if (v.committed.containsKey(slot)) {
-      throw Status.ABORTED.withDescription(which + " of version " + versionId
-          + " was already committed").asException();
-    }
-    if (!v.receiving.add(slot)) {
-      throw Status.ABORTED.withDescription(which + " of version " + versionId
-          + " is being received on another stream").asException();
-    }
-    v.subCounts.put(partIndex, subCount);
+    PartSlots.Slot slot = v.slots.open(versionId, partIndex, sub, subCount);
     try {
       v.folder.addWriter(); // cannot fail: the folder of a version in progress is not dropped
     } catch (IOException e) {
-      v.receiving.remove(slot);
-      v.forgetSubCountIfIdle(partIndex);
+      v.slots.forget(slot);
       throw Status.INTERNAL.withDescription(e.getMessage()).asException();
     }
     return new Part(v, slot, subCount);
@@ -335,16 +276,7 @@ public final class VersionCoordinator implements AutoCloseable {
         return; // completed or dropped while this timeout was on its way
       }
       inProgress.remove(v.key);
-      Set<Integer> missing = new TreeSet<>();
-      if (partByPart) {
-        v.receiving.forEach(s -> missing.add(s.part));
-      } else {
-        for (int i = 0; i < v.partCount; i++) {
-          if (!v.partCommitted(i)) {
-            missing.add(i);
-          }
-        }
-      }
+      Set<Integer> missing = partByPart ? v.slots.receivingParts() : v.slots.missingParts();
       v.aborted = Status.DEADLINE_EXCEEDED.withDescription("version " + v.id + " aborted: part(s) "
           + missing + " of " + v.globalCount + " did not arrive within " + partTimeout.toSeconds()
           + " s; the engines keep serving their previous version");
@@ -359,7 +291,7 @@ public final class VersionCoordinator implements AutoCloseable {
 
   private void deliver(Version v) {
     try {
-      List<PartResult> parts = List.copyOf(v.committed.values());
+      List<PartResult> parts = v.slots.results();
       delivery.deliver(new VersionDelivery.Gathered(v.id, v.key,
           partByPart ? parts.get(0).partIndex() : 0, partByPart ? v.globalCount : 1, v.folder,
           parts, v.firstHeaderNanos, v.lastCommitNanos), v.listeners);
@@ -391,12 +323,8 @@ public final class VersionCoordinator implements AutoCloseable {
   public synchronized List<Progress> progress() {
     List<Progress> out = new ArrayList<>();
     for (Version v : inProgress.values()) {
-      Set<Integer> committed = new TreeSet<>();
-      Set<Integer> receiving = new TreeSet<>();
-      v.committed.keySet().forEach(s -> committed.add(s.part));
-      v.receiving.forEach(s -> receiving.add(s.part));
-      committed.removeIf(p -> !v.partCommitted(p));
-      out.add(new Progress(v.id, v.globalCount, List.copyOf(committed), List.copyOf(receiving)));
+      out.add(new Progress(v.id, v.globalCount, List.copyOf(v.slots.committedParts()),
+          List.copyOf(v.slots.receivingParts())));
     }
     return out;
   }
