@@ -91,10 +91,9 @@ class _GilFreeCopy:
         if sys.implementation.name != "cpython":
             raise RuntimeError("not CPython")
         self._ctypes = ctypes
-        new = ctypes.pythonapi.PyBytes_FromStringAndSize
-        new.restype = ctypes.py_object
-        new.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
-        self._new = new
+        # a prototype of our own: ctypes.pythonapi's shared function objects stay as they are
+        prototype = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_ssize_t)
+        self._new = prototype(("PyBytes_FromStringAndSize", ctypes.pythonapi))
         self._offset = bytes.__basicsize__ - 1  # PyBytesObject.ob_sval
         probe = bytes(range(256)) * 4
         if ctypes.string_at(id(probe) + self._offset, len(probe)) != probe:
