@@ -241,7 +241,7 @@ public final class VersionCoordinator implements AutoCloseable {
    */
   public synchronized Part open(String versionId, int partIndex, int partCount, int sub,
       int subCount) throws StatusException {
-    String key = partByPart ? versionId + ".part-" + partIndex : versionId;
+    String key = partByPart ? StagingArea.partFolder(versionId, partIndex) : versionId;
     Version v = inProgress.get(key);
     if (v == null) {
       VersionFolder folder;

@@ -28,7 +28,7 @@ import java.util.stream.Stream;
  */
 public final class StagingArea {
 
-  /** The suffix of a trainer-side sidecar's part folders: {@code <version>.part-<i>}. */
+  /** The suffix of a trainer-side sidecar's part folders ({@link #partFolder}). */
   private static final Pattern PART_SUFFIX = Pattern.compile("\\.part-\\d+$");
 
   private static final Logger LOG = Logger.getLogger(StagingArea.class.getName());
@@ -105,6 +105,11 @@ public final class StagingArea {
     permissions.applyTree(temporary); // before the rename: readable by the engine from the start
     Files.move(temporary, target, StandardCopyOption.ATOMIC_MOVE);
     return target;
+  }
+
+  /** The folder name of one part of a version staged on its own: {@code <version>.part-<i>}. */
+  public static String partFolder(String version, int part) {
+    return version + ".part-" + part;
   }
 
   /**
