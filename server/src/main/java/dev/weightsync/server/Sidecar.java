@@ -5,16 +5,17 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.weightsync.client.ClientTls;
 import dev.weightsync.client.WireLimits;
-import dev.weightsync.core.quant.Format;
 import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorSelector;
 import dev.weightsync.server.config.GpuFailure;
+import dev.weightsync.server.config.OutputScheme;
 import dev.weightsync.server.config.Policy;
 import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.config.Role;
 import dev.weightsync.server.config.SidecarConfig;
 import dev.weightsync.server.engine.EngineAdapter;
+import dev.weightsync.server.engine.EngineFormats;
 import dev.weightsync.server.engine.EnginePaths;
 import dev.weightsync.server.engine.EngineSet;
 import dev.weightsync.server.engine.EngineState;
@@ -102,13 +103,9 @@ public final class Sidecar implements AutoCloseable {
    */
   public Sidecar(SidecarConfig config, ServerBuilder<?> server) throws IOException {
     this.config = config;
-    JsonNode engineConfig = config.quantizationConfig() == null ? null
-        : new ObjectMapper().readTree(Files.readString(config.quantizationConfig()));
-    Format format = config.outputFormat();
-    if (format == null && engineConfig == null) {
-      format = Format.FP8_BLOCK;
-    }
-    this.scheme = QuantScheme.resolve(format, config.groupSize(), engineConfig);
+    JsonNode engineConfig = OutputScheme.engineConfig(config);
+    this.scheme = OutputScheme.resolve(config, engineConfig);
+    EngineFormats.check(scheme, config.sglangUrls(), config.vllmUrls());
     ObjectNode baseConfig = engineConfig instanceof ObjectNode o && !o.has("quant_method")
         ? o.deepCopy() : new ObjectMapper().createObjectNode();
     this.staging = new StagingArea(config.stagingDir(), config.keepVersions(),
