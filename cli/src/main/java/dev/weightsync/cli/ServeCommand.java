@@ -1,9 +1,13 @@
 package dev.weightsync.cli;
 
+import dev.weightsync.core.quant.Format;
+import dev.weightsync.core.quant.QuantScheme;
 import dev.weightsync.server.Sidecar;
 import dev.weightsync.server.config.ConfigLoader;
+import dev.weightsync.server.config.OutputScheme;
 import dev.weightsync.server.config.Role;
 import dev.weightsync.server.config.SidecarConfig;
+import dev.weightsync.server.engine.EngineFormats;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -35,13 +39,18 @@ final class ServeCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     SidecarConfig cfg;
+    QuantScheme scheme;
     try {
       cfg = ConfigLoader.load(config, System.getenv(), flags());
+      scheme = OutputScheme.resolve(cfg, OutputScheme.engineConfig(cfg));
+      EngineFormats.check(scheme, cfg.sglangUrls(), cfg.vllmUrls());
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
     }
     if (checkConfig) {
       System.out.println("configuration OK: " + cfg);
+      System.out.println("stages " + scheme.format() + (scheme.format() == Format.INT4_GROUP
+          ? " with group size " + scheme.groupSize() : ""));
       return 0;
     }
     if (cfg.sglangUrls().isEmpty() && cfg.vllmUrls().isEmpty() && cfg.role() != Role.TRAINER) {

@@ -119,6 +119,38 @@ class UsageAndRefusalsIT {
   }
 
   @Test
+  void aFormatAnEngineCannotServeIsRefusedByCheckConfigAndAtStartNamingTheEngine()
+      throws Exception {
+    String staging = tmp.resolve("staging").toString();
+    assertOneLineError(Launcher.weightsync("serve", "--check-config", "--staging-dir", staging,
+        "--format", "int4-group", "--group-size", "256", "--vllm-url", "http://127.0.0.1:1"), 2,
+        "vLLM cannot serve int4-group with group size 256", "32, 64 or 128",
+        "vllm-url http://127.0.0.1:1");
+
+    // the served model's own config asks for groups of 16: refused at start, before listening
+    String g32 = Files.readString(Launcher.golden("int4_g32").resolve("config.json"));
+    assertThat(g32).contains("\"group_size\": 32");
+    Path g16 = Files.writeString(tmp.resolve("config.json"),
+        g32.replace("\"group_size\": 32", "\"group_size\": 16"));
+    Launcher.Result start = Launcher.weightsync("serve", "--port", "0", "--metrics-port", "-1",
+        "--device", "cpu", "--staging-dir", staging, "--quantization-config", g16.toString(),
+        "--sglang-url", "http://127.0.0.1:1");
+    assertOneLineError(start, 2, "SGLang cannot serve int4-group with group size 16", "Marlin",
+        "sglang-url http://127.0.0.1:1");
+    assertThat(start.stderr()).doesNotContain("serving on port");
+
+    Launcher.Result ok = Launcher.weightsync("serve", "--check-config", "--staging-dir", staging,
+        "--format", "int4-group", "--group-size", "64", "--vllm-url", "http://127.0.0.1:1",
+        "--sglang-url", "http://127.0.0.1:2");
+    assertThat(ok.exitCode()).as(ok.stderr()).isZero();
+    assertThat(ok.stdout()).contains("stages int4-group with group size 64");
+    // with no engine to serve it (a trainer-side or staging-only sidecar) any group size stages
+    Launcher.Result noEngine = Launcher.weightsync("serve", "--check-config", "--staging-dir",
+        staging, "--format", "int4-group", "--group-size", "256");
+    assertThat(noEngine.exitCode()).as(noEngine.stderr()).isZero();
+  }
+
+  @Test
   void aFileThatIsNotSafetensorsIsCalledThat() throws Exception {
     Path dir = Files.createDirectories(tmp.resolve("junk"));
     Files.writeString(dir.resolve("model.safetensors"), "{\"hello\": 1}");
