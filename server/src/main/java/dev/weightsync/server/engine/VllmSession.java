@@ -24,7 +24,8 @@ final class VllmSession extends LeasedSession {
   static final String RESUME = "/resume";
   private static final String NO_ROUTES = "this vLLM has no weight-transfer routes: start vllm"
       + " serve with VLLM_SERVER_DEV_MODE=1 and --weight-transfer-config '{\"backend\": \"disk\"}'"
-      + " (a vLLM whose weight-transfer backends include disk)";
+      + " (the disk backend is in vLLM's main branch as of December 2026; the releases up to"
+      + " v0.32 do not list it)";
 
   private final String pauseMode;
   /** Whether init_weight_transfer_engine was answered since the engine was last unreachable. */
