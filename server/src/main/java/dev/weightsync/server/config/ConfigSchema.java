@@ -61,7 +61,8 @@ public final class ConfigSchema {
       key("format", Kind.TEXT, null, "fp8-block", null, "Output format: fp8-block,"
           + " fp8-block-ue8m0, int4-group or bf16 (pass-through); without it the quantization"
           + " config decides, else fp8-block."),
-      key("group-size", Kind.INT, null, "128", null, "INT4 group size (int4-group)."),
+      key("group-size", Kind.INT, null, "128", null,
+          "INT4 group size (int4-group); the engines serve 32, 64 and 128."),
       key("quantization-config", Kind.TEXT, null, null, "FILE", "The served model's config.json:"
           + " its quantization_config decides format and rules."),
       key("staging-dir", Kind.TEXT, "/dev/shm/weightsync", "Where versions are staged for the"
