@@ -9,13 +9,18 @@ import dev.weightsync.server.config.RelayTarget;
 import dev.weightsync.server.config.Role;
 import dev.weightsync.server.config.SidecarConfig;
 import dev.weightsync.server.pipeline.VersionCoordinator;
+import dev.weightsync.server.quant.Quantizers;
+import dev.weightsync.server.quant.cuda.CudaQuantizer;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.ContainerPort;
 import io.fabric8.kubernetes.api.model.EnvVar;
 import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.PodResourceClaim;
 import io.fabric8.kubernetes.api.model.PodSpec;
+import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.ResourceClaim;
 import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.ServicePort;
 import io.fabric8.kubernetes.api.model.Volume;
@@ -23,6 +28,8 @@ import io.fabric8.kubernetes.api.model.VolumeMount;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy;
 import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
+import io.fabric8.kubernetes.api.model.resource.v1.ExactDeviceRequest;
+import io.fabric8.kubernetes.api.model.resource.v1.ResourceClaimTemplate;
 import io.fabric8.kubernetes.client.utils.KubernetesSerialization;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -236,6 +243,52 @@ class KubernetesManifestsIT {
     assertThat(sglang.getAffinity().getPodAffinity()
         .getRequiredDuringSchedulingIgnoredDuringExecution().get(0).getTopologyKey())
         .isEqualTo("kubernetes.io/hostname");
+    checkReferences(r);
+    checkDashboard(r);
+  }
+
+  @Test
+  void colocatedCudaGivesTheSidecarTheTrainersGpusForCudaIpc() throws Exception {
+    Rendered r = render("colocated-cuda");
+    PodSpec trainer = r.named(Deployment.class, "trainer").getSpec().getTemplate().getSpec();
+    SidecarConfig config = checkSidecar(r, trainer);
+    assertThat(config.role()).isEqualTo(Role.BOTH);
+    assertThat(config.device()).as("a missing GPU stops the sidecar at start").isEqualTo("cuda");
+    // The driver opens a CUDA IPC handle only in a process whose PID differs from the exporter's:
+    // one PID namespace for the pod. Its containers share the IPC namespace already.
+    assertThat(trainer.getShareProcessNamespace()).isTrue();
+    assertThat(trainer.getHostIPC()).isNotEqualTo(Boolean.TRUE);
+    assertThat(trainer.getHostPID()).isNotEqualTo(Boolean.TRUE);
+    // Both containers hold the pod's one GPU claim, so they see the same devices.
+    PodResourceClaim claim = trainer.getResourceClaims().get(0);
+    assertThat(trainer.getResourceClaims()).hasSize(1);
+    Container trainerContainer = trainer.getContainers().stream()
+        .filter(c -> c.getName().equals("trainer")).findFirst().orElseThrow();
+    for (Container c : List.of(sidecar(trainer), trainerContainer)) {
+      assertThat(c.getResources().getClaims()).extracting(ResourceClaim::getName)
+          .as(c.getName() + "'s claims").containsExactly(claim.getName());
+    }
+    ExactDeviceRequest gpus = r.named(ResourceClaimTemplate.class,
+        claim.getResourceClaimTemplateName()).getSpec().getSpec().getDevices().getRequests()
+        .get(0).getExactly();
+    assertThat(gpus.getDeviceClassName()).isEqualTo("gpu.nvidia.com");
+    assertThat(gpus.getCount()).isPositive();
+    // Nothing in the pod asks the device plugin, which would give each container other GPUs.
+    for (Container c : allContainers(trainer)) {
+      Map<String, Quantity> limits = c.getResources() == null || c.getResources().getLimits() == null
+          ? Map.of() : c.getResources().getLimits();
+      assertThat(limits).as(c.getName()).doesNotContainKey("nvidia.com/gpu");
+    }
+    // The slots' page-locked host memory fits in the sidecar's memory limit, with 1 GiB to spare.
+    long limit = Quantity.getAmountInBytes(sidecar(trainer).getResources().getLimits().get("memory"))
+        .longValueExact();
+    assertThat(limit).isGreaterThan(
+        config.gpuSlots() * CudaQuantizer.slotBytes(Quantizers.GPU_BAND_BYTES) + (1L << 30));
+    // The engine on the same node reads the same host staging path, as in colocated.
+    PodSpec sglang = r.named(Deployment.class, "sglang").getSpec().getTemplate().getSpec();
+    assertThat(volume(sglang, mount(sglang.getContainers().get(0), config.stagingDir().toString())
+        .getName()).getHostPath().getPath()).isEqualTo(volume(trainer,
+        mount(sidecar(trainer), config.stagingDir().toString()).getName()).getHostPath().getPath());
     checkReferences(r);
     checkDashboard(r);
   }

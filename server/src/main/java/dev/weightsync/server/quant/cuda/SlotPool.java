@@ -59,12 +59,12 @@ final class SlotPool {
   SlotPool(CudaContext cuda, long bandBytes, int count) {
     this.cuda = cuda;
     this.bandBytes = bandBytes;
-    this.partialsCapacity = bandBytes / 2048 + 1024;
+    this.partialsCapacity = partialsCapacity(bandBytes);
     this.free = new ArrayBlockingQueue<>(count);
     cuda.call(() -> {
-      long outBytes = bandBytes / 2;   // FP8: 1 byte per BF16 input; INT4: half a byte
-      long scaleBytes = bandBytes / 8 + 4096; // INT4 with G = 8: 2 bytes per 8 inputs
-      long partialBytes = partialsCapacity * 3 * Sizeof.DOUBLE;
+      long outBytes = outBytes(bandBytes);
+      long scaleBytes = scaleBytes(bandBytes);
+      long partialBytes = partialBytes(bandBytes);
       for (int i = 0; i < count; i++) {
         Slot s = new Slot();
         cuStreamCreate(s.stream, CUstream_flags.CU_STREAM_NON_BLOCKING);
@@ -83,6 +83,30 @@ final class SlotPool {
       }
       return null;
     });
+  }
+
+  /**
+   * Bytes one slot takes for bands of {@code bandBytes}, on the device and as much again in
+   * page-locked host memory (what an operator must leave free on the GPU and in the memory limit).
+   */
+  static long slotBytes(long bandBytes) {
+    return bandBytes + outBytes(bandBytes) + scaleBytes(bandBytes) + partialBytes(bandBytes) + Sizeof.INT;
+  }
+
+  private static long outBytes(long bandBytes) {
+    return bandBytes / 2; // FP8: 1 byte per BF16 input; INT4: half a byte
+  }
+
+  private static long scaleBytes(long bandBytes) {
+    return bandBytes / 8 + 4096; // INT4 with G = 8: 2 bytes per 8 inputs
+  }
+
+  private static long partialsCapacity(long bandBytes) {
+    return bandBytes / 2048 + 1024;
+  }
+
+  private static long partialBytes(long bandBytes) {
+    return partialsCapacity(bandBytes) * 3 * Sizeof.DOUBLE;
   }
 
   long bandBytes() {
