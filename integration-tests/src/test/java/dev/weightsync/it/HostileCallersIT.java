@@ -105,6 +105,24 @@ class HostileCallersIT {
     }
   }
 
+  /**
+   * A stream's slot is free again by the time its caller hears the outcome: a caller limited to
+   * one stream that sends again at once, after a success or a refusal, is never refused for it.
+   */
+  @Test
+  void aCallerWhoSendsAgainAtOnceFindsTheSlotFree() throws Exception {
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("max-streams", 1));
+        RawStream raw = new RawStream(h.sidecar.port())) {
+      for (int i = 0; i < 15; i++) {
+        assertThat(h.client.pushFolder(Launcher.golden("bf16"), "v" + i, 0, 1).getEngines(0)
+            .getOutcome()).as("version " + i).isEqualTo(EngineOutcome.LOADED);
+        Status refused = raw.send(List.of(RawStream.header("bad" + i, 0, 1),
+            RawStream.commit(1, 1)), true, false);
+        assertThat(refused.getCode()).as("refusal " + i).isEqualTo(Status.Code.INVALID_ARGUMENT);
+      }
+    }
+  }
+
   /** A stream that sends only a header, or nothing, gives its slot back after header-timeout. */
   @Test
   void aStreamWithoutTensorDataIsEndedAfterTheHeaderTimeout() throws Exception {

@@ -8,6 +8,7 @@ import dev.weightsync.server.ingest.ZeroCopyRequests.Received;
 import dev.weightsync.server.metrics.SyncMetrics;
 import dev.weightsync.server.pipeline.PartResult;
 import dev.weightsync.server.pipeline.VersionListener;
+import dev.weightsync.server.pipeline.VersionOutcome;
 import io.grpc.Status;
 import io.grpc.StatusException;
 import io.grpc.stub.ServerCallStreamObserver;
@@ -47,6 +48,7 @@ final class PartStream<T> implements StreamObserver<Received> {
 
   private final ServerCallStreamObserver<T> call;
   private final Replies<T> replies;
+  private StreamAdmission.Slot slot;
   private final PartReceiver receiver;
   private final Format format;
   private final SyncMetrics metrics;
@@ -71,8 +73,12 @@ final class PartStream<T> implements StreamObserver<Received> {
     this.serial = MoreExecutors.newSequentialExecutor(workers);
   }
 
-  /** Starts the stream: {@code slot} is given back when the call closes, however it ends. */
+  /**
+   * Starts the stream: {@code slot} is given back when the call closes, however it ends, and
+   * already before the caller is answered, so that a caller who sends again at once finds it free.
+   */
   PartStream<T> start(StreamAdmission.Slot slot) {
+    this.slot = slot;
     call.setOnCloseHandler(slot::release);
     call.setOnCancelHandler(() -> {
       slot.release();
@@ -156,7 +162,7 @@ final class PartStream<T> implements StreamObserver<Received> {
         fail(Status.INVALID_ARGUMENT.withDescription(
             "the stream of " + receiver.describe() + " ended without a commit"));
       } else if (finished.compareAndSet(false, true)) {
-        receiver.part().commit(committed, replies.listener(call, committed));
+        receiver.part().commit(committed, releasingFirst(replies.listener(call, committed)));
       }
     });
   }
@@ -167,8 +173,32 @@ final class PartStream<T> implements StreamObserver<Received> {
       metrics.updateFailed(s.getCode().name().toLowerCase(Locale.ROOT),
           receiver.secondsSinceStart());
       receiver.discard();
+      slot.release();
       call.onError(s.asRuntimeException());
     }
+  }
+
+  /** {@code answer}, with the stream's slot given back before the caller hears the outcome. */
+  private VersionListener releasingFirst(VersionListener answer) {
+    return new VersionListener() {
+      @Override
+      public void completed(VersionOutcome outcome) {
+        slot.release();
+        answer.completed(outcome);
+      }
+
+      @Override
+      public void failed(Status status) {
+        slot.release();
+        answer.failed(status);
+      }
+
+      @Override
+      public void enginesFailed(VersionOutcome outcome, Status status) {
+        slot.release();
+        answer.enginesFailed(outcome, status);
+      }
+    };
   }
 
   private void abandon() {
@@ -222,6 +252,7 @@ final class PartStream<T> implements StreamObserver<Received> {
       LOG.info(s::getDescription);
       metrics.updateFailed("deadline_exceeded", receiver.secondsSinceStart());
       receiver.discard();
+      slot.release();
       call.onError(s.asRuntimeException());
     }
   }
