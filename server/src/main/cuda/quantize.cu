@@ -1,28 +1,20 @@
 // weightsync requantization kernels: exactly ../../../../../shared/spec/QUANTIZATION.md.
-// Built without fast-math and without FMA contraction (-fmad=false); divisions are __fdiv_rn
-// (correctly rounded), so every output byte equals the CPU oracle (core's CpuQuantizer).
+// Built without fast-math and without FMA contraction (-fmad=false); every quotient is the
+// correctly rounded one, or a fast one proven to give the same bytes (quant_math.cuh, proofs.cu),
+// so every output byte equals the CPU oracle (core's CpuQuantizer).
 // Error statistics are reduced per thread block into partials[block*3 + {0,1,2}] =
-// {max |deq - w|, sum (deq - w)^2, sum w^2}; the host adds them in block order.
-#include <stdint.h>
+// {max |deq - w|, sum (deq - w)^2, sum w^2}; the host adds them in block order. Each thread adds
+// the squares of its 8 neighbouring elements in f32 and those sums in f64 (blocks whose largest
+// magnitude is outside [2^-40, 2^60], where f32 squares could overflow or lose the sum, add every
+// square in f64).
+#include "quant_math.cuh"
 
 #define BLOCK 128
 #define THREADS 512
 
-__device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float(((uint32_t)b) << 16); }
-
-// e4m3fn code (without sign) of |v| given as f32 bits, |v| <= 448: nearest, ties to even.
-__device__ __forceinline__ uint32_t e4m3_abs(uint32_t abs) {
-  if (abs >= 0x3C800000u) {  // >= 2^-6: round the mantissa to 3 bits, rebias 127 -> 7
-    return ((abs + 0x7FFFFu + ((abs >> 20) & 1u)) >> 20) - (120u << 3);
-  }
-  return (uint32_t)__float2int_rn(__fmul_rn(__uint_as_float(abs), 512.f));  // subnormal grid 2^-9
-}
-
-// The decoded value of an e4m3 code (without sign) as f32.
-__device__ __forceinline__ float e4m3_value(uint32_t code) {
-  uint32_t e = code >> 3, m = code & 7u;
-  if (e == 0) return __fmul_rn((float)m, 0.001953125f);  // m * 2^-9
-  return __uint_as_float(((e + 120u) << 23) | (m << 20));
+// Whether a block or group of this largest magnitude (f32 bits) sums squares of 8 in f32.
+__device__ __forceinline__ bool f32_squares(uint32_t amaxBits) {
+  return amaxBits >= 0x2B800000u && amaxBits < 0x5D800000u;
 }
 
 __device__ __forceinline__ void block_reduce_stats(float maxErr, double err2, double ref2,
@@ -82,17 +74,10 @@ fp8_block(const uint16_t* __restrict__ w, uint8_t* __restrict__ q, float* __rest
     block_reduce_stats(0.f, 0.0, 0.0, partials);
     return;
   }
-  float s, inv = 0.f;
-  if (ue8m0) {
-    float sf = __fdiv_rn(fmaxf(bf16_to_f32((uint16_t)amax), 1e-4f), 448.f);
-    uint32_t b = __float_as_uint(sf);
-    s = (b & 0x7FFFFFu) ? __uint_as_float((b & 0x7F800000u) + 0x800000u) : sf;
-    inv = __fdiv_rn(1.f, s);  // exact: a power of two
-  } else {
-    float amaxF = fmaxf(bf16_to_f32((uint16_t)amax), __uint_as_float(0x2B8D0000u));  // bf16(1e-12)
-    s = __fdiv_rn(amaxF, 448.f);
-  }
+  float s, inv;
+  fp8_scale(amax, ue8m0, &s, &inv);
   if (threadIdx.x == 0) scales[(size_t)blockIdx.y * gridDim.x + blockIdx.x] = s;
+  const bool narrow = f32_squares(amax << 16);
   float maxErr = 0.f; double err2 = 0.0, ref2 = 0.0;
 #pragma unroll
   for (int i = 0; i < 4; i++) {
@@ -100,20 +85,25 @@ fp8_block(const uint16_t* __restrict__ w, uint8_t* __restrict__ q, float* __rest
     if (!(colOk && r < rows)) continue;
     uint32_t words[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
     uint32_t out[2] = {0, 0};
+    float e8 = 0.f, w8 = 0.f;
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-      float x = bf16_to_f32((uint16_t)(words[j >> 1] >> ((j & 1) * 16)));
-      float y = ue8m0 ? __fmul_rn(x, inv) : __fdiv_rn(x, s);
-      y = fminf(fmaxf(y, -448.f), 448.f);
-      uint32_t bits = __float_as_uint(y);
-      uint32_t code = e4m3_abs(bits & 0x7FFFFFFFu);
-      float deq = __fmul_rn(e4m3_value(code), s);
-      float e = __fsub_rn((bits >> 31) ? -deq : deq, x);
-      maxErr = fmaxf(maxErr, fabsf(e));
-      err2 += (double)e * (double)e;  // f64, as the spec asks (and f32 squares overflow)
-      ref2 += (double)x * (double)x;
-      out[j >> 2] |= (((bits >> 24) & 0x80u) | code) << ((j & 3) * 8);
+    for (int j = 0; j < 4; j++) {
+      float x0 = bf16_to_f32(words[j] & 0xFFFFu), x1 = bf16_to_f32(words[j] >> 16);
+      float d0, d1;
+      uint32_t codes = fp8_pair(x0, x1, s, inv, ue8m0, &d0, &d1);
+      out[j >> 1] |= codes << ((j & 1) * 16);
+      float a0 = __fsub_rn(d0, x0), a1 = __fsub_rn(d1, x1);
+      maxErr = fmaxf(maxErr, fmaxf(fabsf(a0), fabsf(a1)));
+      if (narrow) {
+        e8 = __fmaf_rn(a0, a0, __fmaf_rn(a1, a1, e8));
+        w8 = __fmaf_rn(x0, x0, __fmaf_rn(x1, x1, w8));
+      } else {
+        err2 += (double)a0 * (double)a0 + (double)a1 * (double)a1;
+        ref2 += (double)x0 * (double)x0 + (double)x1 * (double)x1;
+      }
     }
+    err2 += (double)e8;
+    ref2 += (double)w8;
     *reinterpret_cast<uint2*>(q + (size_t)r * K + c) = make_uint2(out[0], out[1]);
   }
   block_reduce_stats(maxErr, err2, ref2, partials);
@@ -134,7 +124,7 @@ int4_group(const uint16_t* __restrict__ w, int32_t* __restrict__ packed,
   uint32_t amaxBits = 0;
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    x[j] = bf16_to_f32((uint16_t)(h[j >> 1] >> ((j & 1) * 16)));
+    x[j] = bf16_to_f32((h[j >> 1] >> ((j & 1) * 16)) & 0xFFFFu);
     amaxBits = max(amaxBits, __float_as_uint(x[j]) & 0x7FFFFFFFu);
   }
   for (int o = seg >> 1; o > 0; o >>= 1) amaxBits = max(amaxBits, __shfl_xor_sync(0xffffffffu, amaxBits, o));
@@ -142,21 +132,31 @@ int4_group(const uint16_t* __restrict__ w, int32_t* __restrict__ packed,
   if (amaxBits >= 0x7F800000u) {
     if (live) atomicOr(nonFinite, 1);
   } else if (live) {
-    float s = fmaxf(__fmul_rn(__uint_as_float(amaxBits), __uint_as_float(0x3E124925u)), 1e-5f);
+    float s = int4_scale(amaxBits);
+    float inv = __frcp_rn(s);
     uint32_t sb = __float_as_uint(s);
     uint16_t sBf16 = (uint16_t)((sb + 0x7FFFu + ((sb >> 16) & 1u)) >> 16);
     float sDeq = bf16_to_f32(sBf16);
+    const bool narrow = f32_squares(amaxBits);
     uint32_t word = 0;
+    float e8 = 0.f, w8 = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
-      int qv = __float2int_rn(__fdiv_rn(x[j], s));
-      qv = min(max(qv, -7), 7);
-      word |= (uint32_t)(qv + 8) << (4 * j);
-      float e = __fsub_rn(__fmul_rn((float)qv, sDeq), x[j]);
+      float qf = int4_q(x[j], s, inv);
+      // q + 8 as an integer: qf + 1.5 * 2^23 holds it in its low mantissa bits
+      word |= (uint32_t)(__float_as_int(__fadd_rn(qf, 12582920.f)) - 0x4B400000) << (4 * j);
+      float e = __fsub_rn(__fmul_rn(qf, sDeq), x[j]);
       maxErr = fmaxf(maxErr, fabsf(e));
-      err2 += (double)e * (double)e;
-      ref2 += (double)x[j] * (double)x[j];
+      if (narrow) {
+        e8 = __fmaf_rn(e, e, e8);
+        w8 = __fmaf_rn(x[j], x[j], w8);
+      } else {
+        err2 += (double)e * (double)e;
+        ref2 += (double)x[j] * (double)x[j];
+      }
     }
+    err2 += (double)e8;
+    ref2 += (double)w8;
     packed[t] = (int32_t)word;
     if ((t & (seg - 1)) == 0) {
       long long wordsPerRow = K >> 3;

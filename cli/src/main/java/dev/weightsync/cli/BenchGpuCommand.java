@@ -11,6 +11,7 @@ import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.server.quant.cuda.CudaQuantizer;
 import dev.weightsync.server.quant.cuda.CudaTimings;
+import dev.weightsync.server.quant.cuda.KernelProofs;
 import dev.weightsync.server.quant.Quantizers;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -23,8 +24,9 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * {@code weightsync bench gpu}: on a CUDA machine, (1) the GPU path's bytes against the CPU
- * oracle for many shapes, and (2) each kernel's effective bandwidth (BF16 read + bytes written)
+ * {@code weightsync bench gpu}: on a CUDA machine, (0) the exhaustive proofs that the kernels'
+ * fast quotients give the spec's bytes, (1) the GPU path's bytes against the CPU oracle for many
+ * shapes, and (2) each kernel's effective bandwidth (BF16 read + bytes written)
  * as a fraction of the same card's device-to-device copy bandwidth, measured in the same run, and
  * (3) a stream of tensors quantized host to host against the host-to-device copy alone.
  */
@@ -55,8 +57,16 @@ final class BenchGpuCommand implements Callable<Integer> {
     try (CudaQuantizer gpu = new CudaQuantizer(device, Quantizers.GPU_BAND_BYTES, Quantizers.GPU_SLOTS, cores);
         CudaQuantizer tiny = new CudaQuantizer(device, 1L << 20, 2, cores);
         CpuQuantizer cpu = new CpuQuantizer(cores)) {
-      System.out.println("device cuda:" + device + " = " + gpu.deviceName());
+      System.out.println("device cuda:" + device + " = " + gpu.deviceName() + ", kernels "
+          + gpu.ptxArch());
       if (!skipExactness) {
+        for (KernelProofs.Result r : new KernelProofs(gpu).run()) {
+          failures += r.differ() == 0 ? 0 : 1;
+          System.out.printf(Locale.ROOT, "proof %-16s %,d (amax, x) pairs: %s; %.4f%% took the"
+                  + " exact division%n", r.name(), r.pairs(),
+              r.differ() == 0 ? "fast quotient = exact in every one" : r.differ() + " DIFFER",
+              100.0 * r.exactPath() / r.pairs());
+        }
         long[][] shapes = {{1, 4096}, {7, 1000}, {129, 264}, {300, 1024}, {4096, 4096},
             {8192, 28672}, {152064, 4096}};
         for (long[] shape : shapes) {

@@ -3,6 +3,7 @@ package dev.weightsync.server.quant.cuda;
 import static jcuda.driver.JCudaDriver.cuCtxCreate;
 import static jcuda.driver.JCudaDriver.cuCtxDestroy;
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
+import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
 import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
 import static jcuda.driver.JCudaDriver.cuDeviceGetName;
 import static jcuda.driver.JCudaDriver.cuDeviceGetUuid;
@@ -30,6 +31,7 @@ import java.util.concurrent.Executors;
 import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice_attribute;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUmodule;
@@ -39,7 +41,8 @@ import jcuda.driver.JCudaDriver;
 /**
  * One GPU's CUDA context and the one thread that owns it: every CUDA call of the quantizer runs
  * there ({@link #call}), as a context is current on one thread. Also the device's name and UUID,
- * the kernels' module, and page-locked host memory handed out to callers.
+ * the kernels' module (the PTX built for its compute capability), and page-locked host memory
+ * handed out to callers.
  */
 final class CudaContext implements AutoCloseable {
 
@@ -54,6 +57,7 @@ final class CudaContext implements AutoCloseable {
   private String deviceName;
   private String gpuUuid;
   private CUcontext context;
+  private String ptxArch;
   private CUmodule module;
 
   /**
@@ -86,16 +90,42 @@ final class CudaContext implements AutoCloseable {
     CUcontext created = new CUcontext();
     cuCtxCreate(created, 0, device); // current on this (the owner) thread from now on
     context = created;
-    module = new CUmodule();
-    cuModuleLoadData(module, ptx());
+    int[] major = new int[1];
+    int[] minor = new int[1];
+    cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
+    cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
+    ptxArch = ptxArch(major[0], minor[0]);
+    module = load("quantize");
     return null;
   }
 
-  /** The PTX shipped in the jar ({@code kernels/quantize.ptx}), NUL-terminated for the driver. */
-  static byte[] ptx() {
-    try (InputStream in = CudaContext.class.getResourceAsStream("/kernels/quantize.ptx")) {
+  /**
+   * The PTX target for a compute capability: compute_90 from Hopper on, compute_89 on Ada (both
+   * with the hardware's e4m3 conversions), compute_80 (A100 on, without them) otherwise.
+   */
+  static String ptxArch(int major, int minor) {
+    if (major >= 9) {
+      return "compute_90";
+    }
+    return major == 8 && minor >= 9 ? "compute_89" : "compute_80";
+  }
+
+  /** Loads {@code unit}'s PTX for this device into a module; owner thread only. */
+  CUmodule load(String unit) {
+    CUmodule m = new CUmodule();
+    cuModuleLoadData(m, ptx(unit, ptxArch));
+    return m;
+  }
+
+  /**
+   * The PTX shipped in the jar ({@code kernels/<unit>.<arch>.ptx}), NUL-terminated for the
+   * driver.
+   */
+  static byte[] ptx(String unit, String arch) {
+    String name = "kernels/" + unit + "." + arch + ".ptx";
+    try (InputStream in = CudaContext.class.getResourceAsStream("/" + name)) {
       if (in == null) {
-        throw new IllegalStateException("kernels/quantize.ptx is missing from the classpath;"
+        throw new IllegalStateException(name + " is missing from the classpath;"
             + " rebuild with ./mvnw package (server/src/main/cuda/build-ptx.sh)");
       }
       byte[] text = in.readAllBytes();
@@ -127,6 +157,11 @@ final class CudaContext implements AutoCloseable {
 
   String gpuUuid() {
     return gpuUuid;
+  }
+
+  /** The PTX target loaded, e.g. compute_90. */
+  String ptxArch() {
+    return ptxArch;
   }
 
   /** The kernels' module; owner thread only. */

@@ -108,6 +108,19 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
     return cuda.deviceName();
   }
 
+  /**
+   * Bytes of one slot for bands of {@code bandBytes}: taken on the device, and as much again in
+   * page-locked host memory.
+   */
+  public static long slotBytes(long bandBytes) {
+    return SlotPool.slotBytes(bandBytes);
+  }
+
+  /** The PTX target of the kernels loaded for this device, e.g. compute_90. */
+  public String ptxArch() {
+    return cuda.ptxArch();
+  }
+
   @Override
   public String gpuUuid() {
     return cuda.gpuUuid();

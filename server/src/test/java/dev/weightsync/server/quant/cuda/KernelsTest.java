@@ -20,17 +20,38 @@ import org.junit.jupiter.api.Test;
 class KernelsTest {
 
   @Test
-  void theCommittedPtxWasBuiltFromTheCommittedSource() throws Exception {
-    // the hash covers the nvcc flags and the source (build-ptx.sh: cat nvcc-flags quantize.cu)
+  void theCommittedPtxWasBuiltFromTheCommittedSources() throws Exception {
+    // the hash covers what build-ptx.sh hashes, in its order
     MessageDigest sha = MessageDigest.getInstance("SHA-256");
-    sha.update(Files.readAllBytes(Path.of("src/main/cuda/nvcc-flags")));
-    sha.update(Files.readAllBytes(Path.of("src/main/cuda/quantize.cu")));
+    for (String f : List.of("nvcc-flags", "ptx-archs", "quant_math.cuh", "quantize.cu", "proofs.cu")) {
+      sha.update(Files.readAllBytes(Path.of("src/main/cuda", f)));
+    }
     String hash = HexFormat.of().formatHex(sha.digest());
-    String ptx = new String(CudaContext.ptx(), StandardCharsets.UTF_8);
-    assertThat(ptx.lines().findFirst().orElse(""))
-        .as("kernels/quantize.ptx is stale: run server/src/main/cuda/build-ptx.sh (needs nvcc)")
-        .isEqualTo("// weightsync-source-sha256: " + hash);
-    assertThat(ptx).contains(".entry fp8_block").contains(".entry int4_group");
+    List<String> archs = List.of(Files.readString(Path.of("src/main/cuda/ptx-archs")).trim().split(" "));
+    assertThat(archs).contains("80", "89", "90");
+    for (String arch : archs) {
+      String kernels = new String(CudaContext.ptx("quantize", "compute_" + arch), StandardCharsets.UTF_8);
+      String proofs = new String(CudaContext.ptx("proofs", "compute_" + arch), StandardCharsets.UTF_8);
+      for (String ptx : List.of(kernels, proofs)) {
+        assertThat(ptx.lines().findFirst().orElse(""))
+            .as("the PTX for compute_" + arch + " is stale: run server/src/main/cuda/build-ptx.sh (needs nvcc)")
+            .isEqualTo("// weightsync-source-sha256: " + hash);
+      }
+      assertThat(kernels).contains(".entry fp8_block").contains(".entry int4_group");
+      assertThat(proofs).contains(".entry prove_fp8").contains(".entry prove_int4");
+      // the hardware e4m3 conversions exist from compute_89 on; compute_80 encodes in software
+      assertThat(kernels.contains("cvt.rn.satfinite.e4m3x2.f32")).as("compute_" + arch)
+          .isEqualTo(!arch.equals("80"));
+    }
+  }
+
+  @Test
+  void eachComputeCapabilityGetsThePtxBuiltForIt() {
+    assertThat(CudaContext.ptxArch(8, 0)).isEqualTo("compute_80"); // A100
+    assertThat(CudaContext.ptxArch(8, 6)).isEqualTo("compute_80"); // A10, RTX 30
+    assertThat(CudaContext.ptxArch(8, 9)).isEqualTo("compute_89"); // L4, L40S
+    assertThat(CudaContext.ptxArch(9, 0)).isEqualTo("compute_90"); // H100, H200
+    assertThat(CudaContext.ptxArch(10, 0)).isEqualTo("compute_90"); // B200: JIT from compute_90
   }
 
   @Test
