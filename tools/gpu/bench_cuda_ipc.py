@@ -94,6 +94,10 @@ def main():
     p.add_argument("--baseline-dir", default="/dev/shm/ws-baseline")
     p.add_argument("--cases", default="abc", help="which of (a), (b), (c) to run")
     p.add_argument("--streams", default="8,4,1", help="stream counts for (b)")
+    p.add_argument("--rounds", type=int, default=3, help="versions pushed by (a); the trainer's"
+                   " GPU memory is printed after each")
+    p.add_argument("--metrics", help="the sidecar's /metrics URL: its open CUDA IPC handles are"
+                   " printed after (a)")
     a = p.parse_args()
     tensors = qwen3_4b(a.layers)
     total = sum(t.nbytes for _, t in tensors)
@@ -110,11 +114,21 @@ def main():
         report(f"(b) bytes, Python client, {s} stream(s), checksum {ws._wire.CHECKSUM_NAME}",
                time.perf_counter() - start, r)
     ipc = []
-    for i in range(3 if "a" in a.cases else 0):
+    rounds = a.rounds if "a" in a.cases else 0
+    for i in range(rounds):
         start = time.perf_counter()
-        r = ws.push_cuda(tensors, version="ipc-4b" if i == 2 else f"ipc-4b-{i}", target=a.target)
+        r = ws.push_cuda(tensors, version="ipc-4b" if i == rounds - 1 else f"ipc-4b-{i}",
+                         target=a.target)
         ipc.append(time.perf_counter() - start)
         report(f"(a) CUDA IPC, round {i + 1}", ipc[-1], r)
+        print(f"    trainer GPU memory after round {i + 1}: allocated "
+              f"{torch.cuda.memory_allocated() / 2**20:.0f} MiB, reserved "
+              f"{torch.cuda.memory_reserved() / 2**20:.0f} MiB")
+    if rounds and a.metrics:
+        import urllib.request
+        text = urllib.request.urlopen(a.metrics, timeout=10).read().decode()
+        print("sidecar after (a):", " ".join(
+            line for line in text.splitlines() if line.startswith("weightsync_cuda_ipc_open_handles")))
     if "c" not in a.cases:
         return
     times = [baseline(tensors, a.baseline_dir) for _ in range(2)]

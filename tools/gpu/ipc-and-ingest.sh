@@ -15,7 +15,8 @@ case "${1:-1}" in
 slots)  # (a) with 4, 8 and 16 GPU slots, one sidecar after the other
   for n in ${SLOTS_LIST:-4 8 16}; do
     start_sidecar --gpu-slots $n
-    echo "== gpu-slots $n"; python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a 2>&1 | grep "^(a)"
+    echo "== gpu-slots $n"; python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a \
+      --rounds ${ROUNDS:-3} --metrics http://127.0.0.1:9464/metrics 2>&1 | grep -E "^\(a\)|memory|sidecar after"
     pkill -f "WeightsyncCommand serve"; pkill -f "WeightsyncCommand engine"; sleep 3; rm -rf /dev/shm/ws
   done ;;
 1)  # SLOTS: --gpu-slots of the sidecar (default 4)
