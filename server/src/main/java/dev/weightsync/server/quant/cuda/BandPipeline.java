@@ -180,7 +180,7 @@ final class BandPipeline {
         if (plan instanceof TensorPlan.Fp8Block f) {
           blocks = kernels.launchFp8(slot, input, rows, k, f.ue8m0());
           outBytes = (long) rows * k;
-          scaleBytes = 4L * blocks;
+          scaleBytes = 4L * Kernels.fp8Tiles(rows, k);
         } else {
           int g = ((TensorPlan.Int4Group) plan).groupSize();
           blocks = kernels.launchInt4(slot, input, rows, k, g);

@@ -58,6 +58,7 @@ final class CudaContext implements AutoCloseable {
   private String gpuUuid;
   private CUcontext context;
   private String ptxArch;
+  private int multiprocessors;
   private CUmodule module;
 
   /**
@@ -95,8 +96,16 @@ final class CudaContext implements AutoCloseable {
     cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
     cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
     ptxArch = ptxArch(major[0], minor[0]);
+    int[] sms = new int[1];
+    cuDeviceGetAttribute(sms, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
+    multiprocessors = sms[0];
     module = load("quantize");
     return null;
+  }
+
+  /** The device's streaming multiprocessors. */
+  int multiprocessors() {
+    return multiprocessors;
   }
 
   /**

@@ -2,6 +2,7 @@ package dev.weightsync.server.quant.cuda;
 
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
 import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
+import static jcuda.driver.JCudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor;
 
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.TensorPlan;
@@ -13,23 +14,38 @@ import jcuda.driver.CUfunction;
 
 /**
  * The two kernels of {@code quantize.cu} (fp8_block, int4_group): which plans they take, how
- * they are launched over one band in a slot, and how their per-block statistics are summed. Launch
- * calls run on the owner thread.
+ * they are launched over one band in a slot, and how their per-block statistics are summed. Each
+ * launch has at most as many thread blocks as the device runs at once (the driver's occupancy
+ * for the kernel, times the multiprocessors); the kernels walk the rest of the band with a stride
+ * of the grid. Launch calls run on the owner thread.
  */
 final class Kernels {
 
   static final int THREADS = 512;
   static final int BLOCK = 128;
+  /** Packed words one int4_group thread block takes at a time (INT4_WORDS per thread). */
+  private static final int WORDS_PER_BLOCK = THREADS * 4;
 
   private final CUfunction fp8 = new CUfunction();
   private final CUfunction int4 = new CUfunction();
+  private final int fp8Blocks;
+  private final int int4Blocks;
 
   Kernels(CudaContext cuda) {
-    cuda.call(() -> {
+    int[] resident = cuda.call(() -> {
       cuModuleGetFunction(fp8, cuda.module(), "fp8_block");
       cuModuleGetFunction(int4, cuda.module(), "int4_group");
-      return null;
+      return new int[] {resident(fp8, cuda), resident(int4, cuda)};
     });
+    this.fp8Blocks = resident[0];
+    this.int4Blocks = resident[1];
+  }
+
+  /** Thread blocks of {@code f} the whole device runs at once. */
+  private static int resident(CUfunction f, CudaContext cuda) {
+    int[] perSm = new int[1];
+    cuOccupancyMaxActiveBlocksPerMultiprocessor(perSm, f, THREADS, 0);
+    return Math.max(1, perSm[0]) * Math.max(1, cuda.multiprocessors());
   }
 
   /** Whether the kernels take this plan (else the CPU does, with the same bytes). */
@@ -53,21 +69,25 @@ final class Kernels {
     return plan instanceof TensorPlan.Fp8Block ? BLOCK : 1;
   }
 
+  /** The 128x128 tiles of {@code rows} rows of {@code k} columns: one scale each. */
+  static long fp8Tiles(int rows, int k) {
+    return (long) ((k + BLOCK - 1) / BLOCK) * ((rows + BLOCK - 1) / BLOCK);
+  }
+
   /** Queues fp8_block over {@code rows} rows at {@code in}; returns its thread blocks. */
   long launchFp8(SlotPool.Slot s, CUdeviceptr in, int rows, int k, boolean ue8m0) {
-    int gx = (k + BLOCK - 1) / BLOCK;
-    int gy = (rows + BLOCK - 1) / BLOCK;
+    int blocks = (int) Math.min(fp8Tiles(rows, k), fp8Blocks);
     Pointer params = Pointer.to(Pointer.to(in), Pointer.to(s.dOut), Pointer.to(s.dScales),
         Pointer.to(s.dPartials), Pointer.to(s.dFlag), Pointer.to(new int[] {rows}),
         Pointer.to(new int[] {k}), Pointer.to(new int[] {ue8m0 ? 1 : 0}));
-    cuLaunchKernel(fp8, gx, gy, 1, THREADS, 1, 1, 0, s.stream, params, null);
-    return (long) gx * gy;
+    cuLaunchKernel(fp8, blocks, 1, 1, THREADS, 1, 1, 0, s.stream, params, null);
+    return blocks;
   }
 
   /** Queues int4_group over {@code rows} rows at {@code in}; returns its thread blocks. */
   long launchInt4(SlotPool.Slot s, CUdeviceptr in, int rows, int k, int g) {
     long words = (long) rows * k / 8;
-    int blocks = (int) ((words + THREADS - 1) / THREADS);
+    int blocks = (int) Math.min((words + WORDS_PER_BLOCK - 1) / WORDS_PER_BLOCK, int4Blocks);
     Pointer params = Pointer.to(Pointer.to(in), Pointer.to(s.dOut), Pointer.to(s.dScales),
         Pointer.to(s.dPartials), Pointer.to(s.dFlag), Pointer.to(new long[] {words}),
         Pointer.to(new int[] {k}), Pointer.to(new int[] {g}));
@@ -75,7 +95,10 @@ final class Kernels {
     return blocks;
   }
 
-  /** Adds the per-block statistics in block order, so the sums do not depend on scheduling. */
+  /**
+   * Adds the per-block statistics in block order, so the sums do not depend on scheduling (they
+   * can depend on the device, whose size sets which tiles a block takes; the bytes do not).
+   */
   static QuantError partials(SlotPool.Slot s, long blocks, long elements, long capacity) {
     if (blocks > capacity) {
       throw new IllegalStateException("statistics buffer too small: " + blocks + " blocks");
