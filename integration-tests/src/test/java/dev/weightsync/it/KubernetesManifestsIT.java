@@ -253,7 +253,8 @@ class KubernetesManifestsIT {
     PodSpec trainer = r.named(Deployment.class, "trainer").getSpec().getTemplate().getSpec();
     SidecarConfig config = checkSidecar(r, trainer);
     assertThat(config.role()).isEqualTo(Role.BOTH);
-    assertThat(config.device()).as("a missing GPU stops the sidecar at start").isEqualTo("cuda");
+    assertThat(config.device()).as("every GPU of the claim, each rank's buckets on their own;"
+        + " no GPU stops the sidecar at start").isEqualTo("cuda:all");
     // The driver opens a CUDA IPC handle only in a process whose PID differs from the exporter's:
     // one PID namespace for the pod. Its containers share the IPC namespace already.
     assertThat(trainer.getShareProcessNamespace()).isTrue();
@@ -279,11 +280,12 @@ class KubernetesManifestsIT {
           ? Map.of() : c.getResources().getLimits();
       assertThat(limits).as(c.getName()).doesNotContainKey("nvidia.com/gpu");
     }
-    // The slots' page-locked host memory fits in the sidecar's memory limit, with 1 GiB to spare.
+    // The slots' page-locked host memory, on every GPU of the claim, fits in the sidecar's memory
+    // limit with 1 GiB to spare.
     long limit = Quantity.getAmountInBytes(sidecar(trainer).getResources().getLimits().get("memory"))
         .longValueExact();
-    assertThat(limit).isGreaterThan(
-        config.gpuSlots() * CudaQuantizer.slotBytes(Quantizers.GPU_BAND_BYTES) + (1L << 30));
+    assertThat(limit).isGreaterThan(gpus.getCount()
+        * config.gpuSlots() * CudaQuantizer.slotBytes(Quantizers.GPU_BAND_BYTES) + (1L << 30));
     // The engine on the same node reads the same host staging path, as in colocated.
     PodSpec sglang = r.named(Deployment.class, "sglang").getSpec().getTemplate().getSpec();
     assertThat(volume(sglang, mount(sglang.getContainers().get(0), config.stagingDir().toString())

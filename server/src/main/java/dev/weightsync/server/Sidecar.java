@@ -135,7 +135,7 @@ public final class Sidecar implements AutoCloseable {
     } else {
       choice = Quantizers.create(config.device(), config.effectiveThreads(),
           config.gpuFailure() == GpuFailure.CPU,
-          config.gpuSlots());
+          config.gpuSlots(), config.bytesGpuOrdinal());
     }
     this.quantizer = choice.quantizer();
     PipelineClock clock = PipelineClock.system();

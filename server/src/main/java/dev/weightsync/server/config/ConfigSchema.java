@@ -94,13 +94,16 @@ public final class ConfigSchema {
       key("threads", Kind.INT, "0", "all cores", null, "Quantization threads on the CPU; 0 means"
           + " all cores."),
       key("device", Kind.TEXT, "auto", "Where to quantize: auto (the GPU when there is one),"
-          + " cpu, cuda or cuda:N."),
+          + " cpu, cuda (cuda:0), cuda:N, or cuda:all (every visible GPU: CUDA IPC buckets on the"
+          + " GPU they name, each GPU opened on first use)."),
       key("gpu-failure", Kind.TEXT, "cpu", "When the GPU fails on a tensor (out of memory, a"
           + " launch error): cpu (redo it and later tensors on the CPU, identical bytes) or fail"
           + " (the version fails; the engine keeps its weights)."),
       key("gpu-slots", Kind.INT, "4", "Bands on the GPU at once, each a CUDA stream with about"
           + " 105 MiB of device and pinned host memory; more copy more results out side by"
           + " side."),
+      key("bytes-gpu", Kind.TEXT, "least-busy", "With device cuda:all: the GPU that quantizes"
+          + " weights sent as bytes, least-busy (fewest tensors in flight) or cuda:N."),
       key("auth-token-file", Kind.TEXT, null, null, "FILE", "Bearer tokens (one a line, #"
           + " comments) required on UpdateWeights and GetStatus."),
       key("pause-mode", Kind.TEXT, "abort", "pause_generation mode: abort, retract or"

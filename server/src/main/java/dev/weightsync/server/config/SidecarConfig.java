@@ -3,6 +3,7 @@ package dev.weightsync.server.config;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import dev.weightsync.core.checkpoint.FolderPermissions;
 import dev.weightsync.core.quant.Format;
+import dev.weightsync.server.quant.MultiGpuQuantizer;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -65,12 +66,14 @@ public record SidecarConfig(
     @JsonProperty("max-open-tensors") int maxOpenTensors,
     /** On SIGTERM: how long in-flight versions may take to finish before they are aborted. */
     @JsonProperty("shutdown-grace") Duration shutdownGrace,
-    /** Where to quantize: auto (the GPU when there is one), cpu, cuda or cuda:N. */
+    /** Where to quantize: auto (the GPU when there is one), cpu, cuda (cuda:0), cuda:N or cuda:all. */
     @JsonProperty("device") String device,
     /** When the GPU fails on a tensor: cpu (redo it on the CPU, same bytes) or fail (the version fails). */
     @JsonProperty("gpu-failure") GpuFailure gpuFailure,
     /** Bands on the GPU at once, each with a CUDA stream and ~105 MiB of device and pinned memory. */
     @JsonProperty("gpu-slots") int gpuSlots,
+    /** With device cuda:all: the GPU that quantizes bytes, least-busy or cuda:N. */
+    @JsonProperty("bytes-gpu") String bytesGpu,
     /** File of bearer tokens (one a line) required on UpdateWeights and GetStatus; none: open. */
     @JsonProperty("auth-token-file") Path authTokenFile,
     /** trainer (quantize and relay), engine (gather, stage, drive the engine) or both (colocated). */
@@ -215,6 +218,7 @@ public record SidecarConfig(
     if (gpuSlots < 1 || gpuSlots > 64) {
       throw new IllegalArgumentException("gpu-slots must be 1 to 64, got " + gpuSlots);
     }
+    bytesGpuOrdinal();
     if (format != null) {
       Format.parse(format);
     }
@@ -290,5 +294,21 @@ public record SidecarConfig(
       }
     }
     return b.append(']').toString();
+  }
+
+  /**
+   * {@code bytes-gpu} as an ordinal, or {@link MultiGpuQuantizer#LEAST_BUSY}.
+   *
+   * @throws IllegalArgumentException when it is neither least-busy nor cuda:N
+   */
+  public int bytesGpuOrdinal() {
+    String b = bytesGpu == null ? "least-busy" : bytesGpu.trim().toLowerCase(java.util.Locale.ROOT);
+    if (b.equals("least-busy")) {
+      return MultiGpuQuantizer.LEAST_BUSY;
+    }
+    if (b.matches("cuda:[0-9]{1,4}")) {
+      return Integer.parseInt(b.substring(5));
+    }
+    throw new IllegalArgumentException("bytes-gpu must be least-busy or cuda:N, got " + bytesGpu);
   }
 }

@@ -94,9 +94,9 @@ final class BucketIntake implements AutoCloseable {
           + quantizer.device() + " and cannot read GPU memory by CUDA IPC handle; send the"
           + " weights as bytes (weightsync_client.push, or TensorChunk data)").asException();
     }
-    if (!sameGpu(b.getGpuUuid(), reader.gpuUuid())) {
+    if (!reader.serves(b.getGpuUuid())) {
       throw Status.FAILED_PRECONDITION.withDescription("CUDA bucket " + b.getIndex() + " is on "
-          + printable(b.getGpuUuid()) + " but this sidecar runs on " + reader.gpuUuid()
+          + printable(b.getGpuUuid()) + " but this sidecar reads CUDA buckets on " + reader.gpus()
           + "; send the weights as bytes, or to a sidecar on that GPU").asException();
     }
     received++;
@@ -108,8 +108,8 @@ final class BucketIntake implements AutoCloseable {
         ipc = reader.openSession();
         shard.spread(BUCKET_SHARD_FILES);
       }
-      error = error.plus(ipc.quantizeBucket(b.getIpcHandle().toByteArray(), b.getHandleOffset(),
-          length, refs, shard));
+      error = error.plus(ipc.quantizeBucket(b.getGpuUuid(), b.getIpcHandle().toByteArray(),
+          b.getHandleOffset(), length, refs, shard));
     } catch (IllegalArgumentException e) { // a NaN, a refused handle, a bucket out of range
       throw invalid("CUDA bucket " + b.getIndex() + ": " + e.getMessage());
     } catch (IOException | RuntimeException e) {
@@ -137,15 +137,5 @@ final class BucketIntake implements AutoCloseable {
       ipc.close();
       ipc = null;
     }
-  }
-
-  /** Whether two CUDA device UUIDs name the same GPU ("GPU-" prefix and case aside). */
-  static boolean sameGpu(String a, String b) {
-    return strip(a).equalsIgnoreCase(strip(b));
-  }
-
-  private static String strip(String uuid) {
-    String u = uuid.trim();
-    return u.regionMatches(true, 0, "GPU-", 0, 4) ? u.substring(4) : u;
   }
 }

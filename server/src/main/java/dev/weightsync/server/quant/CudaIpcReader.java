@@ -8,8 +8,8 @@ import java.io.IOException;
 import java.util.List;
 
 /**
- * Quantizes tensors that lie in another process's memory on this quantizer's GPU, reached through
- * a CUDA IPC handle: nothing but the quantized result leaves the device.
+ * Quantizes tensors that lie in another process's memory on one of this quantizer's GPUs, reached
+ * through a CUDA IPC handle: nothing but the quantized result leaves the device.
  */
 public interface CudaIpcReader {
 
@@ -19,8 +19,11 @@ public interface CudaIpcReader {
   /** One tensor of a bucket: its plan and where its bytes start in the bucket. */
   record BucketTensor(TensorPlan plan, long offset) {}
 
-  /** The GPU this reader runs on, as CUDA names it: {@code GPU-} and its UUID. */
-  String gpuUuid();
+  /** Whether buckets on the GPU of this UUID ({@link GpuUuids}) can be read here now. */
+  boolean serves(String gpuUuid);
+
+  /** The GPUs this reader runs on, for messages: CUDA's names, {@code GPU-} and the UUID. */
+  String gpus();
 
   /** IPC mappings open now: 0 between parts, unless one leaked. */
   int openHandles();
@@ -38,14 +41,15 @@ public interface CudaIpcReader {
 
     /**
      * Quantizes every tensor of the bucket of {@code byteLength} bytes that starts
-     * {@code handleOffset} bytes into the allocation {@code handle} names, into {@code sink}; the
-     * GPU has read all of it when this returns (also when it throws).
+     * {@code handleOffset} bytes into the allocation {@code handle} names on the GPU
+     * {@code gpuUuid}, into {@code sink}; the GPU has read all of it when this returns (also when
+     * it throws).
      *
      * @throws IllegalArgumentException when CUDA refuses the handle (not a live allocation of a
      *     process on this GPU) or the bucket does not lie within the allocation
      * @throws GpuFailureException when the GPU fails while reading it
      */
-    QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
+    QuantError quantizeBucket(String gpuUuid, byte[] handle, long handleOffset, long byteLength,
         List<BucketTensor> tensors, TensorSink sink) throws IOException;
 
     /** Unmaps every allocation this session mapped. */
@@ -55,7 +59,8 @@ public interface CudaIpcReader {
 
   /**
    * The reader behind {@code quantizer}, or null when it cannot read device memory: a CPU
-   * quantizer, or a GPU one that has failed and handed over to the CPU.
+   * quantizer, or a GPU one that has failed and handed over to the CPU. ({@code cuda:all} is one
+   * reader for all its GPUs.)
    */
   static CudaIpcReader of(Quantizer quantizer) {
     if (quantizer instanceof FallbackQuantizer f) {

@@ -2,10 +2,11 @@ package dev.weightsync.server.quant;
 
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.Quantizer;
+import dev.weightsync.server.quant.cuda.CudaDevices;
 import dev.weightsync.server.quant.cuda.CudaQuantizer;
 import java.util.logging.Logger;
 
-/** Chooses the quantizer for {@code --device auto|cpu|cuda[:N]}. */
+/** Chooses the quantizer for {@code --device auto|cpu|cuda[:N]|cuda:all}. */
 public final class Quantizers {
   private Quantizers() {}
 
@@ -26,15 +27,20 @@ public final class Quantizers {
       if (quantizer instanceof FallbackQuantizer f && !f.note().isEmpty()) {
         return f.note();
       }
+      if (quantizer instanceof MultiGpuQuantizer m && !m.note().isEmpty()) {
+        return m.note();
+      }
       return startNote;
     }
   }
 
   /**
    * {@code --device}, with the CPU redoing GPU failures when {@code fallBack} ({@code gpu-failure:
-   * cpu}), and {@code gpuSlots} bands on the GPU at once.
+   * cpu}), {@code gpuSlots} bands on a GPU at once, and for {@code cuda:all} the GPU that
+   * quantizes bytes ({@code bytesGpu}: an ordinal, or {@link MultiGpuQuantizer#LEAST_BUSY}).
    */
-  public static Choice create(String device, int cpuThreads, boolean fallBack, int gpuSlots) {
+  public static Choice create(String device, int cpuThreads, boolean fallBack, int gpuSlots,
+      int bytesGpu) {
     String d = device == null ? "auto" : device.trim().toLowerCase(java.util.Locale.ROOT);
     if (d.equals("cpu")) {
       return new Choice(new CpuQuantizer(cpuThreads), "");
@@ -48,12 +54,22 @@ public final class Quantizers {
         return new Choice(new CpuQuantizer(cpuThreads), note);
       }
     }
+    if (d.equals("cuda:all")) {
+      try {
+        JCudaNatives.load();
+        return new Choice(new MultiGpuQuantizer(new CudaDevices(GPU_BAND_BYTES, gpuSlots,
+            cpuThreads), cpuThreads, fallBack, bytesGpu), "");
+      } catch (LinkageError e) {
+        throw new IllegalStateException("--device " + device + ": the CUDA driver library could"
+            + " not be loaded (" + rootMessage(e) + ")");
+      }
+    }
     if (d.equals("cuda") || d.startsWith("cuda:")) {
       int ordinal;
       try {
         ordinal = d.equals("cuda") ? 0 : Integer.parseInt(d.substring(5));
       } catch (NumberFormatException e) {
-        throw new IllegalArgumentException("--device " + device + ": expected cuda:N");
+        throw new IllegalArgumentException("--device " + device + ": expected cuda:N or cuda:all");
       }
       try {
         return new Choice(gpu(ordinal, cpuThreads, fallBack, gpuSlots), "");
@@ -62,11 +78,12 @@ public final class Quantizers {
             + " not be loaded (" + rootMessage(e) + ")");
       }
     }
-    throw new IllegalArgumentException("--device must be auto, cpu, cuda or cuda:N, got " + device);
+    throw new IllegalArgumentException("--device must be auto, cpu, cuda, cuda:N or cuda:all, got "
+        + device);
   }
 
   public static Choice create(String device, int cpuThreads) {
-    return create(device, cpuThreads, true, GPU_SLOTS);
+    return create(device, cpuThreads, true, GPU_SLOTS, MultiGpuQuantizer.LEAST_BUSY);
   }
 
   private static Quantizer gpu(int ordinal, int cpuThreads, boolean fallBack, int slots) {

@@ -10,7 +10,8 @@ import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
-import dev.weightsync.server.quant.CudaIpcReader;
+import dev.weightsync.server.quant.DeviceQuantizer;
+import dev.weightsync.server.quant.GpuUuids;
 import dev.weightsync.server.quant.GpuFailureException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -48,7 +49,7 @@ import jcuda.driver.CUdeviceptr;
  * group sizes whose G/8 is not a power of two up to 32, rows wider than a band) go to the CPU
  * quantizer, with identical bytes.
  */
-public final class CudaQuantizer implements Quantizer, CudaIpcReader {
+public final class CudaQuantizer implements DeviceQuantizer {
 
   private final CudaContext cuda;
   private final SlotPool slots;
@@ -121,9 +122,19 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
     return cuda.ptxArch();
   }
 
-  @Override
+  /** This device's UUID as CUDA spells it, {@code GPU-} and 32 hex digits. */
   public String gpuUuid() {
     return cuda.gpuUuid();
+  }
+
+  @Override
+  public boolean serves(String uuid) {
+    return GpuUuids.same(uuid, cuda.gpuUuid());
+  }
+
+  @Override
+  public String gpus() {
+    return device() + " " + cuda.gpuUuid();
   }
 
   /**
@@ -156,7 +167,7 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
   public CompletableFuture<QuantError> quantizeAsync(TensorPlan plan, TensorSource source,
       TensorSink sink) {
     if (!onGpu(plan)) {
-      return Quantizer.super.quantizeAsync(plan, source, sink); // the CPU, synchronously
+      return DeviceQuantizer.super.quantizeAsync(plan, source, sink); // the CPU, synchronously
     }
     return onWorker(() -> bands.run(plan, source, null, sink));
   }
@@ -183,8 +194,11 @@ public final class CudaQuantizer implements Quantizer, CudaIpcReader {
     private final Set<String> held = new HashSet<>();
 
     @Override
-    public QuantError quantizeBucket(byte[] handle, long handleOffset, long byteLength,
-        List<BucketTensor> tensors, TensorSink sink) throws IOException {
+    public QuantError quantizeBucket(String gpuUuid, byte[] handle, long handleOffset,
+        long byteLength, List<BucketTensor> tensors, TensorSink sink) throws IOException {
+      if (!serves(gpuUuid)) {
+        throw new IllegalArgumentException("a bucket on " + gpuUuid + " reached " + gpus());
+      }
       if (handle.length != HANDLE_BYTES) {
         throw new IllegalArgumentException("a CUDA IPC handle has " + HANDLE_BYTES
             + " bytes, not " + handle.length);

@@ -1,0 +1,244 @@
+package dev.weightsync.server.quant;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.weightsync.core.quant.Bf16;
+import dev.weightsync.core.quant.CpuQuantizer;
+import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.tensor.DType;
+import dev.weightsync.core.tensor.TensorSink;
+import dev.weightsync.core.tensor.TensorSource;
+import dev.weightsync.core.tensor.TensorSpec;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@code --device cuda:all} over a node of fake GPUs ({@link FakeGpus}): which GPU reads a bucket
+ * or quantizes bytes, when each is opened, what a failing one does to the others. The bytes
+ * themselves are the CPU oracle's on every path; on a real GPU the same routing is run by
+ * tools/gpu/push-cuda.sh with DEVICE=cuda:all.
+ */
+class MultiGpuQuantizerTest {
+
+  private static final String[] UUIDS = {"GPU-00000000-0000-0000-0000-00000000000a",
+      "GPU-00000000-0000-0000-0000-00000000000b", "GPU-00000000-0000-0000-0000-00000000000c"};
+  private static final TensorPlan PLAN =
+      new TensorPlan.Fp8Block(TensorSpec.of("model.layers.0.mlp.up_proj.weight", DType.BF16, 256, 384), false);
+
+  private static final class Sink implements TensorSink {
+    final Map<String, byte[]> bytes = new HashMap<>();
+
+    Sink() {
+      PLAN.outputs().forEach(t -> bytes.put(t.name(), new byte[(int) t.byteLength()]));
+    }
+
+    @Override
+    public synchronized void write(String name, long offset, ByteBuffer data) {
+      data.duplicate().get(bytes.get(name), (int) offset, data.remaining());
+    }
+  }
+
+  private static ByteBuffer weights(int seed) {
+    ByteBuffer b = ByteBuffer.allocate(256 * 384 * 2).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < 256 * 384; i++) {
+      b.putShort(Bf16.fromFloat(((i * 31 + seed) % 211 - 105) * 0.003f));
+    }
+    return b.flip();
+  }
+
+  private static Map<String, byte[]> oracle(ByteBuffer in) throws Exception {
+    try (CpuQuantizer cpu = new CpuQuantizer(1)) {
+      Sink s = new Sink();
+      cpu.quantize(PLAN, TensorSource.of(in.duplicate()), s);
+      return s.bytes;
+    }
+  }
+
+  private static void assertSameBytes(Sink got, Map<String, byte[]> want) {
+    for (String name : want.keySet()) {
+      assertThat(got.bytes.get(name)).as(name).isEqualTo(want.get(name));
+    }
+  }
+
+  /** A bucket of one tensor at offset 4096 of an allocation on {@code uuid}. */
+  private static Sink readBucket(CudaIpcReader.Session s, FakeGpus gpus, String uuid,
+      ByteBuffer weights) throws Exception {
+    ByteBuffer memory = ByteBuffer.allocate(4096 + weights.remaining());
+    memory.position(4096);
+    memory.put(weights.duplicate()).clear();
+    byte[] handle = gpus.allocate(uuid, memory);
+    Sink sink = new Sink();
+    s.quantizeBucket(uuid, handle, 0, memory.capacity(),
+        List.of(new CudaIpcReader.BucketTensor(PLAN, 4096)), sink);
+    return sink;
+  }
+
+  @Test
+  void bucketsAreReadOnTheGpuTheyNameWhichOpensOnFirstUse() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS);
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY)) {
+      assertThat(q.device()).isEqualTo("cuda:all");
+      assertThat(q.opened()).as("nothing is opened before it is used").isZero();
+      assertThat(q.serves(UUIDS[2])).isTrue();
+      assertThat(q.serves("MIG-00000000-0000-0000-0000-00000000000c")).isTrue();
+      try (CudaIpcReader.Session s = q.openSession()) {
+        Sink rank2 = readBucket(s, gpus, UUIDS[2], weights(2));
+        assertSameBytes(rank2, oracle(weights(2)));
+        assertThat(q.opened()).isEqualTo(1);
+        assertThat(gpus.device(2).buckets.get()).isEqualTo(1);
+
+        Sink rank0 = readBucket(s, gpus, UUIDS[0], weights(0));
+        assertSameBytes(rank0, oracle(weights(0)));
+        assertThat(gpus.device(0).buckets.get()).isEqualTo(1);
+        assertThat(gpus.device(2).buckets.get()).as("each bucket on its own GPU").isEqualTo(1);
+        assertThat(gpus.device(1)).as("a GPU no trainer uses is never opened").isNull();
+        assertThat(q.openHandles()).as("one mapping per GPU while the part lasts").isEqualTo(2);
+      }
+      assertThat(q.openHandles()).as("closing the part's session unmaps on every GPU").isZero();
+    }
+    assertThat(gpus.opened).allMatch(d -> d.closed);
+  }
+
+  @Test
+  void aBucketOnAGpuThisSidecarCannotSeeIsRefusedNamingTheOnesItCan() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY);
+        CudaIpcReader.Session s = q.openSession()) {
+      assertThat(q.serves(UUIDS[2])).isFalse();
+      assertThat(q.gpus()).contains("cuda:0 " + UUIDS[0]).contains("cuda:1 " + UUIDS[1]);
+      assertThatThrownBy(() -> readBucket(s, gpus, UUIDS[2], weights(0)))
+          .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(UUIDS[2])
+          .hasMessageContaining(UUIDS[0]);
+      assertThat(q.opened()).isZero();
+    }
+  }
+
+  @Test
+  void bytesGoToTheLeastBusyGpu() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS);
+    CountDownLatch release = new CountDownLatch(1);
+    gpus.hold.put(0, release);
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY)) {
+      Sink first = new Sink();
+      CompletableFuture<?> busy = CompletableFuture.runAsync(() -> {
+        try {
+          q.quantize(PLAN, TensorSource.of(weights(1)), first);
+        } catch (Exception e) {
+          throw new RuntimeException(e);
+        }
+      });
+      gpus.entered.await(); // all idle: the lowest ordinal took it, and holds it
+      assertThat(gpus.device(0).tensors.get()).isEqualTo(1);
+
+      Sink second = new Sink();
+      q.quantize(PLAN, TensorSource.of(weights(2)), second);
+      assertThat(gpus.device(1).tensors.get()).as("cuda:0 is busy: the next idle GPU").isEqualTo(1);
+      assertSameBytes(second, oracle(weights(2)));
+
+      gpus.hold.remove(0);
+      release.countDown();
+      busy.join();
+      assertSameBytes(first, oracle(weights(1)));
+      q.quantize(PLAN, TensorSource.of(weights(3)), new Sink());
+      assertThat(gpus.device(0).tensors.get()).as("all idle again: the lowest ordinal").isEqualTo(2);
+      assertThat(gpus.device(2)).as("never needed, never opened").isNull();
+    }
+  }
+
+  @Test
+  void aConfiguredBytesGpuTakesAllBytes() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS);
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, 2)) {
+      for (int i = 0; i < 3; i++) {
+        q.quantizeAsync(PLAN, TensorSource.of(weights(i)), new Sink()).join();
+      }
+      assertThat(gpus.device(2).tensors.get()).isEqualTo(3);
+      assertThat(q.opened()).isEqualTo(1);
+    }
+    assertThatThrownBy(() -> new MultiGpuQuantizer(gpus, 1, true, 3))
+        .isInstanceOf(IllegalStateException.class).hasMessageContaining("bytes-gpu 3")
+        .hasMessageContaining("cuda:0 to cuda:2");
+    assertThatThrownBy(() -> new MultiGpuQuantizer(new FakeGpus(), 1, true, -1))
+        .isInstanceOf(IllegalStateException.class).hasMessageContaining("no CUDA device");
+  }
+
+  @Test
+  void aGpuThatFailsHandsItsWorkToTheCpuAndStopsReadingBucketsWhileTheOthersGoOn()
+      throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
+    gpus.broken.add(0);
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY)) {
+      Sink got = new Sink();
+      q.quantize(PLAN, TensorSource.of(weights(5)), got);
+      assertSameBytes(got, oracle(weights(5))); // redone on the CPU, as --gpu-failure cpu says
+      assertThat(q.note()).contains("cuda:0").contains("CUDA_ERROR_ILLEGAL_ADDRESS");
+      assertThat(q.serves(UUIDS[0])).as("a failed GPU reads no more buckets").isFalse();
+      assertThat(q.serves(UUIDS[1])).isTrue();
+
+      q.quantize(PLAN, TensorSource.of(weights(6)), new Sink());
+      assertThat(gpus.device(1).tensors.get()).as("bytes now go to the GPU that works")
+          .isEqualTo(1);
+      try (CudaIpcReader.Session s = q.openSession()) {
+        assertSameBytes(readBucket(s, gpus, UUIDS[1], weights(7)), oracle(weights(7)));
+      }
+    }
+  }
+
+  @Test
+  void aGpuThatCannotBeOpenedIsLeftOutAndNamed() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
+    gpus.cannotOpen.add(0);
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, false, MultiGpuQuantizer.LEAST_BUSY)) {
+      q.quantize(PLAN, TensorSource.of(weights(1)), new Sink());
+      assertThat(gpus.device(1).tensors.get()).isEqualTo(1);
+      assertThat(q.serves(UUIDS[0])).isFalse();
+      assertThat(q.note()).contains("cuda:0").contains("cannot be used")
+          .contains("CUDA_ERROR_OUT_OF_MEMORY");
+
+      gpus.broken.add(1);
+      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(weights(2)), new Sink()))
+          .as("gpu-failure fail: the failure reaches the caller").isInstanceOf(GpuFailureException.class)
+          .hasMessageContaining("cuda:1");
+      gpus.broken.remove(1);
+      q.quantize(PLAN, TensorSource.of(weights(3)), new Sink());
+      assertThat(gpus.device(1).tensors.get()).as("and the next tensor tries that GPU again")
+          .isEqualTo(3);
+    }
+  }
+
+  @Test
+  void whenNoGpuCanBeOpenedTheCpuTakesTheBytesOrTheyAreRefused() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
+    gpus.cannotOpen.addAll(List.of(0, 1));
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY)) {
+      Sink got = new Sink();
+      q.quantize(PLAN, TensorSource.of(weights(4)), got);
+      assertSameBytes(got, oracle(weights(4)));
+      assertThat(q.note()).contains("cuda:0").contains("cuda:1");
+    }
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, false, MultiGpuQuantizer.LEAST_BUSY)) {
+      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(weights(4)), new Sink()))
+          .isInstanceOf(GpuFailureException.class).hasMessageContaining("no GPU can quantize")
+          .hasMessageContaining("cuda:0").hasMessageContaining("cuda:1");
+    }
+  }
+
+  @Test
+  void cudaAllWithoutACudaDriverIsRefusedNamingTheDevice() {
+    org.junit.jupiter.api.Assumptions.assumeTrue(noCudaDriver(),
+        "this machine has a CUDA driver: the refusal is for machines without one");
+    assertThatThrownBy(() -> Quantizers.create("cuda:all", 1, true, 4, MultiGpuQuantizer.LEAST_BUSY))
+        .isInstanceOf(IllegalStateException.class).hasMessageContaining("--device cuda:all");
+  }
+
+  private static boolean noCudaDriver() {
+    return !java.nio.file.Files.exists(java.nio.file.Path.of("/dev/nvidiactl"));
+  }
+}
