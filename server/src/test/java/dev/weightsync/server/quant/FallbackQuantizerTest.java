@@ -16,7 +16,6 @@ import dev.weightsync.core.tensor.TensorSpec;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -59,19 +58,6 @@ class FallbackQuantizerTest {
     }
   }
 
-  private static final class Sink implements TensorSink {
-    final Map<String, byte[]> bytes = new HashMap<>();
-
-    Sink(TensorPlan p) {
-      p.outputs().forEach(t -> bytes.put(t.name(), new byte[(int) t.byteLength()]));
-    }
-
-    @Override
-    public synchronized void write(String name, long offset, ByteBuffer data) {
-      data.duplicate().get(bytes.get(name), (int) offset, data.remaining());
-    }
-  }
-
   private static ByteBuffer input(boolean withNaN) {
     ByteBuffer b = ByteBuffer.allocate(256 * 256 * 2).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < 256 * 256; i++) {
@@ -85,12 +71,12 @@ class FallbackQuantizerTest {
     BrokenGpu gpu = new BrokenGpu();
     try (CpuQuantizer oracle = new CpuQuantizer(1);
         FallbackQuantizer q = new FallbackQuantizer(gpu, new CpuQuantizer(1), true)) {
-      Sink want = new Sink(PLAN);
+      PlanSink want = new PlanSink(PLAN);
       oracle.quantize(PLAN, TensorSource.of(input(false)), want);
       assertThat(q.note()).isEmpty();
       assertThat(q.device()).isEqualTo("cuda:0");
 
-      Sink got = new Sink(PLAN);
+      PlanSink got = new PlanSink(PLAN);
       QuantError e = q.quantizeAsync(PLAN, TensorSource.of(input(false)), got).join();
       assertThat(e.elements()).isEqualTo(256 * 256);
       for (String name : want.bytes.keySet()) {
@@ -99,7 +85,7 @@ class FallbackQuantizerTest {
       assertThat(q.device()).isEqualTo("cpu");
       assertThat(q.note()).contains("the GPU failed").contains("CUDA_ERROR_ILLEGAL_ADDRESS");
 
-      q.quantize(PLAN, TensorSource.of(input(false)), new Sink(PLAN));
+      q.quantize(PLAN, TensorSource.of(input(false)), new PlanSink(PLAN));
       assertThat(gpu.calls).hasValue(1); // later tensors no longer try the broken GPU
     }
     assertThat(gpu.closed).isTrue();
@@ -109,10 +95,10 @@ class FallbackQuantizerTest {
   void failPolicyFailsTheTensorAndTriesTheGpuAgainNextTime() throws Exception {
     BrokenGpu gpu = new BrokenGpu();
     try (FallbackQuantizer q = new FallbackQuantizer(gpu, new CpuQuantizer(1), false)) {
-      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(input(false)), new Sink(PLAN)))
+      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(input(false)), new PlanSink(PLAN)))
           .isInstanceOf(GpuFailureException.class).hasMessageContaining("ILLEGAL_ADDRESS");
       CompletableFuture<QuantError> f =
-          q.quantizeAsync(PLAN, TensorSource.of(input(false)), new Sink(PLAN));
+          q.quantizeAsync(PLAN, TensorSource.of(input(false)), new PlanSink(PLAN));
       assertThat(f).isCompletedExceptionally();
       assertThat(gpu.calls).hasValue(2);
       assertThat(q.note()).isEmpty();
@@ -140,7 +126,7 @@ class FallbackQuantizerTest {
       }
     };
     try (FallbackQuantizer q = new FallbackQuantizer(nanGpu, new CpuQuantizer(1), true)) {
-      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(input(true)), new Sink(PLAN)))
+      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(input(true)), new PlanSink(PLAN)))
           .isInstanceOf(NonFiniteWeightException.class);
       assertThat(q.note()).isEmpty();
       assertThat(q.device()).isEqualTo("cuda:0");

@@ -7,12 +7,10 @@ import dev.weightsync.core.quant.Bf16;
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.TensorPlan;
 import dev.weightsync.core.tensor.DType;
-import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -32,19 +30,6 @@ class MultiGpuQuantizerTest {
   private static final TensorPlan PLAN =
       new TensorPlan.Fp8Block(TensorSpec.of("model.layers.0.mlp.up_proj.weight", DType.BF16, 256, 384), false);
 
-  private static final class Sink implements TensorSink {
-    final Map<String, byte[]> bytes = new HashMap<>();
-
-    Sink() {
-      PLAN.outputs().forEach(t -> bytes.put(t.name(), new byte[(int) t.byteLength()]));
-    }
-
-    @Override
-    public synchronized void write(String name, long offset, ByteBuffer data) {
-      data.duplicate().get(bytes.get(name), (int) offset, data.remaining());
-    }
-  }
-
   private static ByteBuffer weights(int seed) {
     ByteBuffer b = ByteBuffer.allocate(256 * 384 * 2).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < 256 * 384; i++) {
@@ -55,26 +40,26 @@ class MultiGpuQuantizerTest {
 
   private static Map<String, byte[]> oracle(ByteBuffer in) throws Exception {
     try (CpuQuantizer cpu = new CpuQuantizer(1)) {
-      Sink s = new Sink();
+      PlanSink s = new PlanSink(PLAN);
       cpu.quantize(PLAN, TensorSource.of(in.duplicate()), s);
       return s.bytes;
     }
   }
 
-  private static void assertSameBytes(Sink got, Map<String, byte[]> want) {
+  private static void assertSameBytes(PlanSink got, Map<String, byte[]> want) {
     for (String name : want.keySet()) {
       assertThat(got.bytes.get(name)).as(name).isEqualTo(want.get(name));
     }
   }
 
   /** A bucket of one tensor at offset 4096 of an allocation on {@code uuid}. */
-  private static Sink readBucket(CudaIpcReader.Session s, FakeGpus gpus, String uuid,
+  private static PlanSink readBucket(CudaIpcReader.Session s, FakeGpus gpus, String uuid,
       ByteBuffer weights) throws Exception {
     ByteBuffer memory = ByteBuffer.allocate(4096 + weights.remaining());
     memory.position(4096);
     memory.put(weights.duplicate()).clear();
     byte[] handle = gpus.allocate(uuid, memory);
-    Sink sink = new Sink();
+    PlanSink sink = new PlanSink(PLAN);
     s.quantizeBucket(uuid, handle, 0, memory.capacity(),
         List.of(new CudaIpcReader.BucketTensor(PLAN, 4096)), sink);
     return sink;
@@ -89,12 +74,12 @@ class MultiGpuQuantizerTest {
       assertThat(q.serves(UUIDS[2])).isTrue();
       assertThat(q.serves("MIG-00000000-0000-0000-0000-00000000000c")).isTrue();
       try (CudaIpcReader.Session s = q.openSession()) {
-        Sink rank2 = readBucket(s, gpus, UUIDS[2], weights(2));
+        PlanSink rank2 = readBucket(s, gpus, UUIDS[2], weights(2));
         assertSameBytes(rank2, oracle(weights(2)));
         assertThat(q.opened()).isEqualTo(1);
         assertThat(gpus.device(2).buckets.get()).isEqualTo(1);
 
-        Sink rank0 = readBucket(s, gpus, UUIDS[0], weights(0));
+        PlanSink rank0 = readBucket(s, gpus, UUIDS[0], weights(0));
         assertSameBytes(rank0, oracle(weights(0)));
         assertThat(gpus.device(0).buckets.get()).isEqualTo(1);
         assertThat(gpus.device(2).buckets.get()).as("each bucket on its own GPU").isEqualTo(1);
@@ -126,7 +111,7 @@ class MultiGpuQuantizerTest {
     CountDownLatch release = new CountDownLatch(1);
     gpus.hold.put(0, release);
     try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY)) {
-      Sink first = new Sink();
+      PlanSink first = new PlanSink(PLAN);
       CompletableFuture<?> busy = CompletableFuture.runAsync(() -> {
         try {
           q.quantize(PLAN, TensorSource.of(weights(1)), first);
@@ -137,7 +122,7 @@ class MultiGpuQuantizerTest {
       gpus.entered.await(); // all idle: the lowest ordinal took it, and holds it
       assertThat(gpus.device(0).tensors.get()).isEqualTo(1);
 
-      Sink second = new Sink();
+      PlanSink second = new PlanSink(PLAN);
       q.quantize(PLAN, TensorSource.of(weights(2)), second);
       assertThat(gpus.device(1).tensors.get()).as("cuda:0 is busy: the next idle GPU").isEqualTo(1);
       assertSameBytes(second, oracle(weights(2)));
@@ -146,7 +131,7 @@ class MultiGpuQuantizerTest {
       release.countDown();
       busy.join();
       assertSameBytes(first, oracle(weights(1)));
-      q.quantize(PLAN, TensorSource.of(weights(3)), new Sink());
+      q.quantize(PLAN, TensorSource.of(weights(3)), new PlanSink(PLAN));
       assertThat(gpus.device(0).tensors.get()).as("all idle again: the lowest ordinal").isEqualTo(2);
       assertThat(gpus.device(2)).as("never needed, never opened").isNull();
     }
@@ -157,7 +142,7 @@ class MultiGpuQuantizerTest {
     FakeGpus gpus = new FakeGpus(UUIDS);
     try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, 2)) {
       for (int i = 0; i < 3; i++) {
-        q.quantizeAsync(PLAN, TensorSource.of(weights(i)), new Sink()).join();
+        q.quantizeAsync(PLAN, TensorSource.of(weights(i)), new PlanSink(PLAN)).join();
       }
       assertThat(gpus.device(2).tensors.get()).isEqualTo(3);
       assertThat(q.opened()).isEqualTo(1);
@@ -175,14 +160,14 @@ class MultiGpuQuantizerTest {
     FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
     gpus.broken.add(0);
     try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY)) {
-      Sink got = new Sink();
+      PlanSink got = new PlanSink(PLAN);
       q.quantize(PLAN, TensorSource.of(weights(5)), got);
       assertSameBytes(got, oracle(weights(5))); // redone on the CPU, as --gpu-failure cpu says
       assertThat(q.note()).contains("cuda:0").contains("CUDA_ERROR_ILLEGAL_ADDRESS");
       assertThat(q.serves(UUIDS[0])).as("a failed GPU reads no more buckets").isFalse();
       assertThat(q.serves(UUIDS[1])).isTrue();
 
-      q.quantize(PLAN, TensorSource.of(weights(6)), new Sink());
+      q.quantize(PLAN, TensorSource.of(weights(6)), new PlanSink(PLAN));
       assertThat(gpus.device(1).tensors.get()).as("bytes now go to the GPU that works")
           .isEqualTo(1);
       try (CudaIpcReader.Session s = q.openSession()) {
@@ -196,18 +181,18 @@ class MultiGpuQuantizerTest {
     FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
     gpus.cannotOpen.add(0);
     try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, false, MultiGpuQuantizer.LEAST_BUSY)) {
-      q.quantize(PLAN, TensorSource.of(weights(1)), new Sink());
+      q.quantize(PLAN, TensorSource.of(weights(1)), new PlanSink(PLAN));
       assertThat(gpus.device(1).tensors.get()).isEqualTo(1);
       assertThat(q.serves(UUIDS[0])).isFalse();
       assertThat(q.note()).contains("cuda:0").contains("cannot be used")
           .contains("CUDA_ERROR_OUT_OF_MEMORY");
 
       gpus.broken.add(1);
-      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(weights(2)), new Sink()))
+      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(weights(2)), new PlanSink(PLAN)))
           .as("gpu-failure fail: the failure reaches the caller").isInstanceOf(GpuFailureException.class)
           .hasMessageContaining("cuda:1");
       gpus.broken.remove(1);
-      q.quantize(PLAN, TensorSource.of(weights(3)), new Sink());
+      q.quantize(PLAN, TensorSource.of(weights(3)), new PlanSink(PLAN));
       assertThat(gpus.device(1).tensors.get()).as("and the next tensor tries that GPU again")
           .isEqualTo(3);
     }
@@ -218,13 +203,13 @@ class MultiGpuQuantizerTest {
     FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
     gpus.cannotOpen.addAll(List.of(0, 1));
     try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, MultiGpuQuantizer.LEAST_BUSY)) {
-      Sink got = new Sink();
+      PlanSink got = new PlanSink(PLAN);
       q.quantize(PLAN, TensorSource.of(weights(4)), got);
       assertSameBytes(got, oracle(weights(4)));
       assertThat(q.note()).contains("cuda:0").contains("cuda:1");
     }
     try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, false, MultiGpuQuantizer.LEAST_BUSY)) {
-      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(weights(4)), new Sink()))
+      assertThatThrownBy(() -> q.quantize(PLAN, TensorSource.of(weights(4)), new PlanSink(PLAN)))
           .isInstanceOf(GpuFailureException.class).hasMessageContaining("no GPU can quantize")
           .hasMessageContaining("cuda:0").hasMessageContaining("cuda:1");
     }
