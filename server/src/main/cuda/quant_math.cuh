@@ -100,6 +100,12 @@ __device__ __forceinline__ float int4_scale(uint32_t amaxBits) {
   return fmaxf(__fmul_rn(__uint_as_float(amaxBits), __uint_as_float(0x3E124925u)), 1e-5f);
 }
 
+// s rounded to BF16 (nearest, ties to even): the scale stored, and the one dequantization uses.
+__device__ __forceinline__ uint16_t bf16_round(float s) {
+  uint32_t b = __float_as_uint(s);
+  return (uint16_t)((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+
 // round-to-nearest-even(x / s) + 1.5 * 2^23, whose f32 bits are 0x4B400000 + q: adding 1.5 * 2^23
 // rounds to an integer, ties to even. The spec's clamp to [-7, 7] needs no instruction: |x| <=
 // amax and s >= RN(amax * RN(1/7)) keep |x / s| below 7.0000003 (proofs.cu checks q against the

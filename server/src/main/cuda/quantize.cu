@@ -15,10 +15,10 @@
 
 #define BLOCK 128
 #define THREADS 512
-// Tuning, measured on an H200 (docs/measurements/): packed words a thread of int4_group loads at
-// once, and the thread blocks each kernel is compiled to fit on one multiprocessor (registers).
-#ifndef INT4_WORDS
-#define INT4_WORDS 4
+// Tuning, measured on an H200 (docs/measurements/): pairs of packed words a thread of int4_group
+// loads at once, and the thread blocks each kernel is compiled to fit on one multiprocessor (registers).
+#ifndef INT4_PAIRS
+#define INT4_PAIRS 2
 #endif
 #ifndef FP8_BLOCKS_PER_SM
 #define FP8_BLOCKS_PER_SM 3
@@ -152,68 +152,82 @@ fp8_block(const uint16_t* __restrict__ w, uint8_t* __restrict__ q, float* __rest
   block_reduce_stats(maxErr, err2, ref2, partials);
 }
 
-// One packed word of 8 elements (h, as BF16 pairs) of a group with this largest magnitude (f32
-// bits): errors to the statistics; the group's first word also writes the group's scale (scales
-// are in row-major group order, so group t / seg: a row holds a whole number of groups).
+// The packed word of 8 elements (h: 4 words of BF16 pairs) of a group of scale s: q + 8 in each
+// nibble; errors to the statistics.
 template <bool NARROW>
-__device__ __forceinline__ int32_t int4_word(const uint32_t* h, uint32_t amaxBits, float* maxErr,
-                                             double* err2, double* ref2,
-                                             uint16_t* __restrict__ scales, long long t, int seg) {
-  float s = int4_scale(amaxBits);
-  float inv = __frcp_rn(s);
-  uint32_t sb = __float_as_uint(s);
-  uint16_t sBf16 = (uint16_t)((sb + 0x7FFFu + ((sb >> 16) & 1u)) >> 16);
-  float sDeq = bf16_to_f32(sBf16);
+__device__ __forceinline__ uint32_t int4_word(const uint32_t* h, float s, float inv, float sDeq,
+                                              float* maxErr, double* err2, double* ref2) {
   uint32_t word = 0;
   Stats st(NARROW);
 #pragma unroll
   for (int j = 0; j < 8; j++) {
     float x = j & 1 ? __uint_as_float(h[j >> 1] & 0xFFFF0000u) : bf16_to_f32(h[j >> 1] & 0xFFFFu);
     float biased = int4_biased(x, s, inv);
-    word |= ((__float_as_uint(biased) + 8u) & 0xFu) << (4 * j);  // q + 8
+    word |= (__float_as_uint(biased) & 0xFu) << (4 * j);  // q mod 16
     st.add(__fmul_rn(__fsub_rn(biased, 12582912.f), sDeq), x);
   }
   st.flush(maxErr, err2, ref2);
-  if ((t & (seg - 1)) == 0) scales[t >> (__ffs(seg) - 1)] = sBf16;  // t / seg, seg a power of 2
-  return (int32_t)word;
+  return word ^ 0x88888888u;  // q + 8 = (q mod 16) with its top bit flipped, for q in [-8, 7]
 }
 
-// Packed int32 words (8 elements each), INT4_WORDS at a time per thread, THREADS apart so that a
-// warp's loads are contiguous; a group of G elements is G/8 neighbouring threads, G/8 a power of
-// two <= 32 (the host sends other group sizes to the CPU).
+// Two neighbouring packed words (h: 16 elements of one group) of a group whose largest
+// magnitude is amaxBits (f32 bits); the group's first pair also writes the group's scale.
+template <bool NARROW>
+__device__ __forceinline__ uint2 int4_pair(const uint32_t* h, uint32_t amaxBits, float* maxErr,
+                                           double* err2, double* ref2) {
+  float s = int4_scale(amaxBits);
+  float inv = __frcp_rn(s);
+  float sDeq = bf16_to_f32(bf16_round(s));
+  uint32_t lo = int4_word<NARROW>(h, s, inv, sDeq, maxErr, err2, ref2);
+  uint32_t hi = int4_word<NARROW>(h + 4, s, inv, sDeq, maxErr, err2, ref2);
+  return make_uint2(lo, hi);
+}
+
+// Pairs of packed int32 words (16 elements), INT4_PAIRS at a time per thread, THREADS apart so
+// that a warp's loads are contiguous; a group of G elements is G/16 neighbouring threads, G/8 a
+// power of two from 2 to 32 (the host sends other group sizes to the CPU). Scales are in
+// row-major group order (a row holds a whole number of groups): group 2p / (G/8) for pair p.
 extern "C" __global__ void __launch_bounds__(THREADS, INT4_BLOCKS_PER_SM)
 int4_group(const uint16_t* __restrict__ w, int32_t* __restrict__ packed,
            uint16_t* __restrict__ scales, double* __restrict__ partials,
            int* __restrict__ nonFinite, long long words, int K, int G) {
-  const int seg = G >> 3;
+  const int lanes = G >> 4;  // threads a group spans
+  const int pairShift = __ffs(G >> 3) - 2;  // pair p is in group p >> pairShift
+  const long long pairs = words >> 1;
   float maxErr = 0.f; double err2 = 0.0, ref2 = 0.0;
-  const long long stride = (long long)gridDim.x * THREADS * INT4_WORDS;
-  for (long long base = (long long)blockIdx.x * THREADS * INT4_WORDS + threadIdx.x; base < words;
+  const long long stride = (long long)gridDim.x * THREADS * INT4_PAIRS;
+  for (long long base = (long long)blockIdx.x * THREADS * INT4_PAIRS + threadIdx.x; base < pairs;
        base += stride) {
-    uint4 v[INT4_WORDS];
+    uint4 v[2 * INT4_PAIRS];
 #pragma unroll
-    for (int u = 0; u < INT4_WORDS; u++) {
-      long long t = base + (long long)u * THREADS;
-      v[u] = t < words ? reinterpret_cast<const uint4*>(w)[t] : make_uint4(0, 0, 0, 0);
+    for (int u = 0; u < INT4_PAIRS; u++) {
+      long long p = base + (long long)u * THREADS;
+      const uint4* at = reinterpret_cast<const uint4*>(w) + 2 * p;
+      v[2 * u] = p < pairs ? at[0] : make_uint4(0, 0, 0, 0);
+      v[2 * u + 1] = p < pairs ? at[1] : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < INT4_WORDS; u++) {
-      const long long t = base + (long long)u * THREADS;
-      uint32_t h[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
-      uint32_t amax2 = __vmaxu2(__vmaxu2(h[0] & 0x7FFF7FFFu, h[1] & 0x7FFF7FFFu),
-                                __vmaxu2(h[2] & 0x7FFF7FFFu, h[3] & 0x7FFF7FFFu));
+    for (int u = 0; u < INT4_PAIRS; u++) {
+      const long long p = base + (long long)u * THREADS;
+      uint32_t h[8] = {v[2 * u].x, v[2 * u].y, v[2 * u].z, v[2 * u].w,
+                       v[2 * u + 1].x, v[2 * u + 1].y, v[2 * u + 1].z, v[2 * u + 1].w};
+      uint32_t amax2 = 0;
+#pragma unroll
+      for (int k = 0; k < 8; k += 2) {
+        amax2 = __vmaxu2(amax2, __vmaxu2(h[k] & 0x7FFF7FFFu, h[k + 1] & 0x7FFF7FFFu));
+      }
       uint32_t amax = max(amax2 & 0xFFFFu, amax2 >> 16);
-      for (int o = seg >> 1; o > 0; o >>= 1) amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-      if (t >= words) continue;
+      for (int o = lanes >> 1; o > 0; o >>= 1) amax = max(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      if (p >= pairs) continue;
       if (amax >= 0x7F80u) {
         atomicOr(nonFinite, 1);
         continue;
       }
-      if (f32_squares(amax << 16)) {
-        packed[t] = int4_word<true>(h, amax << 16, &maxErr, &err2, &ref2, scales, t, seg);
-      } else {
-        packed[t] = int4_word<false>(h, amax << 16, &maxErr, &err2, &ref2, scales, t, seg);
-      }
+      uint2 out = f32_squares(amax << 16)
+          ? int4_pair<true>(h, amax << 16, &maxErr, &err2, &ref2)
+          : int4_pair<false>(h, amax << 16, &maxErr, &err2, &ref2);
+      reinterpret_cast<uint2*>(packed)[p] = out;
+      if ((p & (lanes - 1)) == 0) scales[p >> pairShift] = bf16_round(int4_scale(amax << 16));
     }
   }
   block_reduce_stats(maxErr, err2, ref2, partials);

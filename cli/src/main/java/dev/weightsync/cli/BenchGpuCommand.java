@@ -185,7 +185,7 @@ final class BenchGpuCommand implements Callable<Integer> {
     List<TensorPlan> plans = new ArrayList<>();
     plans.add(new TensorPlan.Fp8Block(t, false));
     plans.add(new TensorPlan.Fp8Block(t, true));
-    for (int g : new int[] {128, 32}) {
+    for (int g : new int[] {128, 32, 16, 256}) { // the engines take 32 to 128; G = 16 and 256 span 1 and 16 threads
       if (t.cols() % g == 0) {
         plans.add(new TensorPlan.Int4Group(t, g));
       }

@@ -46,7 +46,7 @@ import jcuda.driver.CUdeviceptr;
  *
  * <p>A CUDA error fails the tensor with a {@link GpuFailureException} and returns its slots.
  * Tensors the kernels do not take (pass-through, non-BF16, rows not a multiple of 8 elements,
- * group sizes whose G/8 is not a power of two up to 32, rows wider than a band) go to the CPU
+ * group sizes other than 16, 32, 64, 128 and 256, rows wider than a band) go to the CPU
  * quantizer, with identical bytes.
  */
 public final class CudaQuantizer implements DeviceQuantizer {

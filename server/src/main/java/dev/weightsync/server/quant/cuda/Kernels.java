@@ -23,8 +23,8 @@ final class Kernels {
 
   static final int THREADS = 512;
   static final int BLOCK = 128;
-  /** Packed words one int4_group thread block takes at a time (INT4_WORDS per thread). */
-  private static final int WORDS_PER_BLOCK = THREADS * 4;
+  /** Packed words one int4_group thread block takes at a time (INT4_PAIRS pairs per thread). */
+  private static final int WORDS_PER_BLOCK = THREADS * 2 * 2;
 
   private final CUfunction fp8 = new CUfunction();
   private final CUfunction int4 = new CUfunction();
@@ -57,9 +57,9 @@ final class Kernels {
     if (plan instanceof TensorPlan.Fp8Block) {
       return true;
     }
-    if (plan instanceof TensorPlan.Int4Group g) {
+    if (plan instanceof TensorPlan.Int4Group g) { // G/8 words a group: 2 to 32, a power of two
       int seg = g.groupSize() / 8;
-      return seg <= 32 && Integer.bitCount(seg) == 1;
+      return seg >= 2 && seg <= 32 && Integer.bitCount(seg) == 1 && t.cols() % g.groupSize() == 0;
     }
     return false;
   }

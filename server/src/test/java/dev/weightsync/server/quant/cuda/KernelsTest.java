@@ -46,6 +46,23 @@ class KernelsTest {
   }
 
   @Test
+  void int4GoesToTheKernelForGroupsOf16To256ElementsThatTileTheRow() {
+    for (int g : new int[] {16, 32, 64, 128, 256}) {
+      assertThat(Kernels.take(int4(512, g))).as("G = " + g).isTrue();
+    }
+    for (int g : new int[] {8, 24, 48, 512}) {
+      assertThat(Kernels.take(int4(1536, g))).as("G = " + g + " goes to the CPU").isFalse();
+    }
+    assertThat(Kernels.take(int4(520, 128))).as("a row of 520 is not whole groups of 128")
+        .isFalse();
+  }
+
+  private static dev.weightsync.core.quant.TensorPlan int4(long cols, int g) {
+    return new dev.weightsync.core.quant.TensorPlan.Int4Group(dev.weightsync.core.tensor.TensorSpec
+        .of("w", dev.weightsync.core.tensor.DType.BF16, 4, cols), g);
+  }
+
+  @Test
   void eachComputeCapabilityGetsThePtxBuiltForIt() {
     assertThat(CudaContext.ptxArch(8, 0)).isEqualTo("compute_80"); // A100
     assertThat(CudaContext.ptxArch(8, 6)).isEqualTo("compute_80"); // A10, RTX 30
