@@ -218,7 +218,16 @@ public record SidecarConfig(
     if (gpuSlots < 1 || gpuSlots > 64) {
       throw new IllegalArgumentException("gpu-slots must be 1 to 64, got " + gpuSlots);
     }
-    bytesGpuOrdinal();
+    // the fields are not set yet: check the parameters
+    String d = device == null ? "auto" : device.trim().toLowerCase(java.util.Locale.ROOT);
+    if (!d.matches("auto|cpu|cuda|cuda:[0-9]{1,4}|cuda:all")) {
+      throw new IllegalArgumentException("device must be auto, cpu, cuda, cuda:N or cuda:all, got "
+          + device);
+    }
+    if (bytesGpuOrdinal(bytesGpu) != MultiGpuQuantizer.LEAST_BUSY && !d.equals("cuda:all")) {
+      throw new IllegalArgumentException("bytes-gpu " + bytesGpu + " chooses among the GPUs of"
+          + " device cuda:all; device is " + d);
+    }
     if (format != null) {
       Format.parse(format);
     }
@@ -302,6 +311,10 @@ public record SidecarConfig(
    * @throws IllegalArgumentException when it is neither least-busy nor cuda:N
    */
   public int bytesGpuOrdinal() {
+    return bytesGpuOrdinal(bytesGpu);
+  }
+
+  private static int bytesGpuOrdinal(String bytesGpu) {
     String b = bytesGpu == null ? "least-busy" : bytesGpu.trim().toLowerCase(java.util.Locale.ROOT);
     if (b.equals("least-busy")) {
       return MultiGpuQuantizer.LEAST_BUSY;

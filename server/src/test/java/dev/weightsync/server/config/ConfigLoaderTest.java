@@ -87,6 +87,20 @@ class ConfigLoaderTest {
         .hasMessageContaining("unknown format 'fp4'");
     assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("sglang-url", List.of("a:1"))))
         .hasMessageContaining("http://");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("device", "cuda:any")))
+        .hasMessageContaining("device must be auto, cpu, cuda, cuda:N or cuda:all, got cuda:any");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("device", "cuda:all",
+        "bytes-gpu", "gpu1"))).hasMessageContaining("bytes-gpu must be least-busy or cuda:N");
+    assertThatThrownBy(() -> ConfigLoader.load(null, Map.of(), Map.of("device", "cuda",
+        "bytes-gpu", "cuda:1"))).hasMessageContaining("device cuda:all; device is cuda");
+  }
+
+  @Test
+  void bytesGpuIsAnOrdinalOfCudaAllOrTheLeastBusy() throws Exception {
+    assertThat(ConfigLoader.load(null, Map.of(), Map.of()).bytesGpuOrdinal())
+        .isEqualTo(dev.weightsync.server.quant.MultiGpuQuantizer.LEAST_BUSY);
+    assertThat(ConfigLoader.load(null, Map.of("WEIGHTSYNC_BYTES_GPU", "cuda:3"),
+        Map.of("device", "CUDA:ALL")).bytesGpuOrdinal()).isEqualTo(3);
   }
 
   @Test
