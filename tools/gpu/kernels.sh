@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine: `bench gpu` (the exhaustive proofs of the fast quotients, bytes against the
+# On the GPU machine: `bench gpu` (the exhaustive proofs of the kernels' arithmetic, bytes against the
 # CPU oracle, kernel bandwidth beside the device-to-device copy, host-to-host stream), then the
 # kernel bandwidth alone for each PTX variant under .device/variants/NAME/ (a jar holding
 # kernels/quantize.compute_90.ptx, put ahead of the product's: e.g. the previous kernels, to

@@ -25,7 +25,7 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code weightsync bench gpu}: on a CUDA machine, (0) the exhaustive proofs that the kernels'
- * fast quotients give the spec's bytes, (1) the GPU path's bytes against the CPU oracle for many
+ * arithmetic (division-free quotients, the hardware's e4m3) gives the spec's bytes, (1) the GPU path's bytes against the CPU oracle for many
  * shapes, and (2) each kernel's effective bandwidth (BF16 read + bytes written)
  * as a fraction of the same card's device-to-device copy bandwidth, measured in the same run, and
  * (3) a stream of tensors quantized host to host against the host-to-device copy alone.

@@ -53,4 +53,51 @@ class ShardSetTest {
       assertThat(f.source("c").window(0, size("c")).get(12345)).isEqualTo((byte) ('c' + 12345));
     }
   }
+
+  @Test
+  void largeWritesFromManyThreadsIntoOneFileLandWhole() throws Exception {
+    // Large writes (heap or direct, as the CPU and the GPU slots give them) copy into mappings of
+    // their regions side by side, small ones pwrite; tensors' regions share pages at their ends.
+    int piece = 2 << 20;
+    int pieces = 16;
+    ShardSpool spool = new ShardSpool(dir.resolve("model-00001-of-00001.safetensors"));
+    spool.allocate(List.of(TensorSpec.of("w", DType.U8, (long) piece * pieces),
+        TensorSpec.of("small", DType.U8, 4096)));
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+    try {
+      List<java.util.concurrent.Future<?>> done = new java.util.ArrayList<>();
+      for (int k = 0; k < pieces; k++) {
+        int at = k;
+        done.add(pool.submit(() -> {
+          ByteBuffer data = at % 3 == 0 ? ByteBuffer.allocate(piece) : ByteBuffer.allocateDirect(piece);
+          for (int i = 0; i < piece; i++) {
+            data.put(i, (byte) (at * 7 + i));
+          }
+          spool.write("w", (long) at * piece, data);
+          return null;
+        }));
+      }
+      for (java.util.concurrent.Future<?> f : done) {
+        f.get();
+      }
+    } finally {
+      pool.shutdown();
+    }
+    spool.write("small", 0, ByteBuffer.allocateDirect(4096).put(0, (byte) 9));
+    spool.finish();
+    Files.writeString(dir.resolve(CheckpointFolder.INDEX_FILE), "{\"weight_map\":{"
+        + "\"w\":\"model-00001-of-00001.safetensors\","
+        + "\"small\":\"model-00001-of-00001.safetensors\"}}");
+    try (CheckpointFolder f = CheckpointFolder.open(dir)) {
+      ByteBuffer w = f.source("w").window(0, piece * pieces);
+      for (int k = 0; k < pieces; k++) {
+        for (int i = 0; i < piece; i += 4093) {
+          assertThat(w.get(k * piece + i)).as("piece " + k + " byte " + i)
+              .isEqualTo((byte) (k * 7 + i));
+        }
+        assertThat(w.get(k * piece + piece - 1)).isEqualTo((byte) (k * 7 + piece - 1));
+      }
+      assertThat(f.source("small").window(0, 4096).get(0)).isEqualTo((byte) 9);
+    }
+  }
 }
