@@ -39,14 +39,17 @@ public final class MultiGpuQuantizer implements Quantizer, CudaIpcReader {
   private final int bytesGpu;
   private final CpuQuantizer cpu;
 
-  /** One visible GPU: opened on first use. */
+  /**
+   * One visible GPU: opened on first use. Only opening takes the lock, so that a metrics scrape or
+   * the choice of a GPU for bytes never waits for another GPU's context to be created.
+   */
   private final class Gpu {
     final int ordinal;
     final String uuid;
     final AtomicInteger inFlight = new AtomicInteger();
-    private DeviceQuantizer device;
-    private FallbackQuantizer quantizer;
-    private String openFailure;
+    private volatile DeviceQuantizer device;
+    private volatile FallbackQuantizer quantizer;
+    private volatile String openFailure;
 
     Gpu(int ordinal, String uuid) {
       this.ordinal = ordinal;
@@ -54,11 +57,17 @@ public final class MultiGpuQuantizer implements Quantizer, CudaIpcReader {
     }
 
     /** The GPU's quantizer, opening it now if needed; null when it could not be opened. */
-    synchronized FallbackQuantizer quantizer() {
+    FallbackQuantizer quantizer() {
+      FallbackQuantizer q = quantizer;
+      return q != null || openFailure != null ? q : open();
+    }
+
+    private synchronized FallbackQuantizer open() {
       if (quantizer == null && openFailure == null) {
         try {
-          device = devices.open(ordinal);
-          quantizer = new FallbackQuantizer(device, new CpuQuantizer(cpuThreads), fallBack);
+          DeviceQuantizer d = devices.open(ordinal);
+          device = d;
+          quantizer = new FallbackQuantizer(d, new CpuQuantizer(cpuThreads), fallBack);
           LOG.info("opened cuda:" + ordinal + " (" + uuid + ")");
         } catch (IllegalStateException e) {
           openFailure = e.getMessage();
@@ -68,25 +77,28 @@ public final class MultiGpuQuantizer implements Quantizer, CudaIpcReader {
       return quantizer;
     }
 
-    synchronized boolean isOpen() {
+    boolean isOpen() {
       return quantizer != null;
     }
 
     /** Whether it can still take work: not failed to open, and no failure handed to the CPU. */
-    synchronized boolean usable() {
-      return openFailure == null && (quantizer == null || quantizer.note().isEmpty());
+    boolean usable() {
+      FallbackQuantizer q = quantizer;
+      return openFailure == null && (q == null || q.note().isEmpty());
     }
 
-    synchronized int openHandles() {
-      return device == null ? 0 : device.openHandles();
+    int openHandles() {
+      DeviceQuantizer d = device;
+      return d == null ? 0 : d.openHandles();
     }
 
-    synchronized String state() {
+    String state() {
       String s = "cuda:" + ordinal + " " + uuid;
+      FallbackQuantizer q = quantizer;
       if (openFailure != null) {
         return s + " (cannot be used: " + openFailure + ")";
       }
-      return quantizer != null && !quantizer.note().isEmpty() ? s + " (" + quantizer.note() + ")" : s;
+      return q != null && !q.note().isEmpty() ? s + " (" + q.note() + ")" : s;
     }
 
     synchronized void close() {

@@ -33,6 +33,9 @@ final class FakeGpus implements GpuDevices {
   /** While set for an ordinal, that device's tensors wait for it (after counting down entered). */
   final Map<Integer, CountDownLatch> hold = new ConcurrentHashMap<>();
   final CountDownLatch entered = new CountDownLatch(1);
+  /** While set, opening a device waits for it (after counting down opening), as a slow cuCtxCreate. */
+  volatile CountDownLatch openGate;
+  final CountDownLatch opening = new CountDownLatch(1);
   private final Map<String, Allocation> memory = new ConcurrentHashMap<>();
 
   private record Allocation(String uuid, ByteBuffer bytes) {}
@@ -57,7 +60,20 @@ final class FakeGpus implements GpuDevices {
   }
 
   @Override
-  public synchronized DeviceQuantizer open(int ordinal) {
+  public DeviceQuantizer open(int ordinal) {
+    CountDownLatch gate = openGate;
+    if (gate != null) {
+      opening.countDown();
+      try {
+        gate.await();
+      } catch (InterruptedException e) {
+        throw new IllegalStateException(e);
+      }
+    }
+    return opened(ordinal);
+  }
+
+  private synchronized DeviceQuantizer opened(int ordinal) {
     if (cannotOpen.contains(ordinal)) {
       throw new IllegalStateException("CUDA device " + ordinal + " is not usable:"
           + " CUDA_ERROR_OUT_OF_MEMORY");

@@ -138,6 +138,34 @@ class MultiGpuQuantizerTest {
   }
 
   @Test
+  void whileAGpuOpensTheOthersAndTheMetricsDoNotWait() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);
+    CountDownLatch gate = new CountDownLatch(1);
+    gpus.openGate = gate;
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, 0)) {
+      CompletableFuture<?> first = CompletableFuture.runAsync(() -> {
+        try {
+          q.quantize(PLAN, TensorSource.of(weights(1)), new PlanSink(PLAN));
+        } catch (Exception e) {
+          throw new RuntimeException(e);
+        }
+      });
+      gpus.opening.await(); // cuda:0's context is being created, and takes its time
+      org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(20),
+          () -> {
+            assertThat(q.openHandles()).isZero(); // a metrics scrape
+            assertThat(q.serves(UUIDS[1])).isTrue();
+            assertThat(q.gpus()).contains(UUIDS[0]);
+            assertThat(q.note()).isEmpty();
+          });
+      assertThat(first).as("cuda:0 is still opening").isNotDone();
+      gate.countDown();
+      first.join();
+      assertThat(gpus.device(0).tensors.get()).isEqualTo(1);
+    }
+  }
+
+  @Test
   void aConfiguredBytesGpuTakesAllBytes() throws Exception {
     FakeGpus gpus = new FakeGpus(UUIDS);
     try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, 2)) {
