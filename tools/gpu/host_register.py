@@ -8,9 +8,11 @@ on /dev/shm, against the path the sidecar takes now, in one run:
   (3) the registration alone, and its unregistration.
 usage: host_register.py [--mib 512] [--rounds 3] [--dir /dev/shm]
 """
-import argparse, ctypes, mmap, os, time
+import argparse, ctypes, os, time
 
 import torch
+
+from staged_file import mapped
 
 p = argparse.ArgumentParser()
 p.add_argument("--mib", type=int, default=512)
@@ -22,16 +24,6 @@ cudart = torch.cuda.cudart()
 src = torch.randint(0, 255, (n,), dtype=torch.uint8, device="cuda")
 pinned = torch.empty(n, dtype=torch.uint8, pin_memory=True)
 torch.cuda.synchronize()
-
-
-def mapped(path, fresh):
-    if fresh and os.path.exists(path):
-        os.unlink(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.ftruncate(fd, n)
-    m = mmap.mmap(fd, n, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    os.close(fd)
-    return m
 
 
 def view(m):
@@ -47,7 +39,7 @@ def gbps(s):
 path = os.path.join(a.dir, "ws-register-probe")
 for r in range(a.rounds):
     # (1) today's path: D2H into the pinned slot, then a host copy into the file's pages
-    m = mapped(path, fresh=True)
+    m = mapped(path, n, fresh=True)
     t0 = time.perf_counter()
     pinned.copy_(src)
     torch.cuda.synchronize()
@@ -60,7 +52,7 @@ for r in range(a.rounds):
           f" memcpy {t2 - t1:.3f} s ({gbps(t2 - t1):.1f} GB/s), total {t2 - t0:.3f} s ({gbps(t2 - t0):.1f} GB/s)")
     m.close()
     for fresh in (True, False):
-        m = mapped(path, fresh=fresh)
+        m = mapped(path, n, fresh=fresh)
         v, ptr = view(m)
         if not fresh:
             ctypes.memset(ptr, 1, n)  # pages already in the file, as a reused one

@@ -7,20 +7,12 @@ together (a barrier); the wall time of a phase is the slowest process's.
   (2) cudaHostRegister of the file's fresh pages, device -> those pages, cudaHostUnregister.
 usage: host_register_parallel.py [--mib 4400] [--procs 8] [--rounds 2] [--dir /dev/shm]
 """
-import argparse, ctypes, mmap, os, time
+import argparse, ctypes, os, time
 
 import torch
 import torch.multiprocessing as mp
 
-
-def mapped(path, n):
-    if os.path.exists(path):
-        os.unlink(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.ftruncate(fd, n)
-    m = mmap.mmap(fd, n, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    os.close(fd)
-    return m
+from staged_file import mapped
 
 
 def worker(rank, n, rounds, directory, barrier, results):
