@@ -9,6 +9,7 @@ import dev.weightsync.server.quant.DeviceQuantizer;
 import dev.weightsync.server.quant.GpuDevices;
 import java.util.ArrayList;
 import java.util.List;
+import jcuda.CudaException;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUuuid;
 import jcuda.driver.JCudaDriver;
@@ -30,22 +31,34 @@ public final class CudaDevices implements GpuDevices {
     this.cpuThreads = cpuThreads;
   }
 
-  /** Listing needs no context: any thread may ask. */
+  /**
+   * Listing needs no context: any thread may ask. A driver without devices lists none.
+   *
+   * @throws IllegalStateException when the driver cannot list them
+   */
   @Override
   public List<String> uuids() {
     JCudaDriver.setExceptionsEnabled(true);
-    cuInit(0);
-    int[] count = new int[1];
-    cuDeviceGetCount(count);
-    List<String> uuids = new ArrayList<>();
-    for (int i = 0; i < count[0]; i++) {
-      CUdevice d = new CUdevice();
-      cuDeviceGet(d, i);
-      CUuuid u = new CUuuid();
-      cuDeviceGetUuid(u, d);
-      uuids.add(CudaContext.formatUuid(u.bytes));
+    try {
+      cuInit(0);
+      int[] count = new int[1];
+      cuDeviceGetCount(count);
+      List<String> uuids = new ArrayList<>();
+      for (int i = 0; i < count[0]; i++) {
+        CUdevice d = new CUdevice();
+        cuDeviceGet(d, i);
+        CUuuid u = new CUuuid();
+        cuDeviceGetUuid(u, d);
+        uuids.add(CudaContext.formatUuid(u.bytes));
+      }
+      return uuids;
+    } catch (CudaException e) {
+      if (String.valueOf(e.getMessage()).contains("CUDA_ERROR_NO_DEVICE")) {
+        return List.of();
+      }
+      throw new IllegalStateException("the CUDA driver cannot list its devices: "
+          + e.getMessage(), e);
     }
-    return uuids;
   }
 
   @Override
