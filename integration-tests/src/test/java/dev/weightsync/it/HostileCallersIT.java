@@ -172,6 +172,35 @@ class HostileCallersIT {
     }
   }
 
+  /**
+   * staging-reuse on a 20 MiB filesystem: after two 8 MiB versions the files of the pruned one
+   * are kept, leaving too little for a version whose shards have other names. The kept files are
+   * freed for it instead of the version being refused.
+   */
+  @Test
+  void filesKeptForReuseAreFreedForAVersionThatWouldNotFitOtherwise() throws Exception {
+    Path fs = tmpfs("reuse", "20m");
+    try (SidecarHarness h = new SidecarHarness(tmp, Map.of("staging-dir", fs.resolve("staging")
+        .toString(), "format", "bf16", "staging-reserve", "0", "keep-versions", 1,
+        "staging-reuse", true))) {
+      for (String v : List.of("1", "2")) {
+        assertThat(h.client.push(v, 0, 1, List.of(bf16("model.layers.0.mlp.up_proj.weight",
+            2048, 2048, 1))).getEngines(0).getOutcome()).isEqualTo(EngineOutcome.LOADED);
+      }
+      Path kept = fs.resolve("staging/.reusable/model-00001-of-00001.safetensors");
+      assertThat(Files.size(kept)).as("version 1's shard, kept").isGreaterThan(8L << 20);
+      List<Tensor> halves = List.of(bf16("model.layers.0.mlp.up_proj.weight", 1024, 2048, 2),
+          bf16("model.layers.0.mlp.down_proj.weight", 1024, 2048, 3));
+      assertThat(h.client.pushParallel("3", halves, 2).getEngines(0).getOutcome())
+          .isEqualTo(EngineOutcome.LOADED); // two parts: model-0000{1,2}-of-00002
+      try (var list = Files.list(fs.resolve("staging"))) {
+        assertThat(list.map(p -> p.getFileName().toString())).containsExactlyInAnyOrder("3",
+            ".reusable");
+      }
+      assertThat(Files.size(kept)).as("now version 2's").isGreaterThan(8L << 20);
+    }
+  }
+
   /** The reserve alone refusing is said as such. */
   @Test
   void whenTheReserveIsWhatRefusesTheMessageSaysSo() throws Exception {

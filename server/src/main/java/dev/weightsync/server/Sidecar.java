@@ -35,6 +35,7 @@ import dev.weightsync.server.security.BearerTokenInterceptor;
 import dev.weightsync.server.security.Caller;
 import dev.weightsync.server.security.ServerTls;
 import dev.weightsync.server.stage.StagingArea;
+import dev.weightsync.server.stage.ReusableShards;
 import dev.weightsync.server.stage.StagingSpace;
 import io.grpc.ServerBuilder;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
@@ -109,9 +110,10 @@ public final class Sidecar implements AutoCloseable {
     ObjectNode baseConfig = engineConfig instanceof ObjectNode o && !o.has("quant_method")
         ? o.deepCopy() : new ObjectMapper().createObjectNode();
     this.staging = new StagingArea(config.stagingDir(), config.keepVersions(),
-        config.stagingPermissions());
+        config.stagingPermissions(), config.stagingReuse());
     this.space = new StagingSpace(staging.root().toString(),
-        StagingSpace.FileSystemSpace.of(staging.root()), config.stagingReserve());
+        StagingSpace.FileSystemSpace.of(staging.root()), config.stagingReserve(),
+        staging.reusable());
     List<EngineAdapter> engines = engines(config, staging.root());
     this.engines = List.copyOf(engines);
     this.readiness = new Readiness(this.engines);
@@ -166,6 +168,9 @@ public final class Sidecar implements AutoCloseable {
     io.micrometer.core.instrument.Gauge.builder("weightsync.staging.reserved.bytes", space,
         StagingSpace::pending).description("Staging bytes reserved by parts being received and"
         + " not yet written").register(registry);
+    io.micrometer.core.instrument.Gauge.builder("weightsync.staging.reusable.bytes",
+        staging.reusable(), ReusableShards::bytes).description("Staging bytes of pruned versions'"
+        + " shard files kept for the next version (staging-reuse)").register(registry);
     CudaIpcReader ipc = CudaIpcReader.of(quantizer);
     if (ipc != null) {
       io.micrometer.core.instrument.Gauge.builder("weightsync.cuda.ipc.open.handles", ipc,

@@ -152,7 +152,11 @@ public final class ConfigSchema {
           + " caller: its token or client certificate plus the name it declares."),
       key("staging-reserve", Kind.TEXT, "auto", "Free space the staging filesystem keeps;"
           + " tensors that would use it are refused. auto: the smaller of 256MiB and 5% of the"
-          + " filesystem."));
+          + " filesystem."),
+      key("staging-reuse", Kind.FLAG, "false", "Write each version's shards into the files of the"
+          + " version pruned last (same names), whose pages the filesystem already holds: about"
+          + " twice as fast as fresh tmpfs pages. Holds one version's space between versions;"
+          + " freed first when a tensor would not fit. Nothing may read a version once pruned."));
 
   private static final Map<String, Key> BY_NAME =
       KEYS.stream().collect(Collectors.toMap(Key::name, Function.identity()));

@@ -119,6 +119,12 @@ public record SidecarConfig(
      * -1 (the default, "auto") is the smaller of 256 MiB and 5% of the filesystem.
      */
     @JsonProperty("staging-reserve") long stagingReserve,
+    /**
+     * Keeps a pruned version's shard files for the next version's of the same names, whose bytes
+     * then go into pages the filesystem already holds (faster than fresh tmpfs pages) at the cost
+     * of one version's space held between versions.
+     */
+    @JsonProperty("staging-reuse") boolean stagingReuse,
     /** Allows a non-loopback listen address with neither auth-token-file nor mutual TLS. */
     @JsonProperty("insecure") boolean insecure,
     /** Octal mode of staged folders (files: the same bits without execute); default 0750. */

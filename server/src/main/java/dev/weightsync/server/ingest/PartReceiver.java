@@ -187,10 +187,10 @@ final class PartReceiver {
       String base = String.format("model-%05d-of-%05d", part.index() + 1, count)
           + (header.subCount() == 1 ? "" : String.format(".%03d", header.sub() + 1));
       spool = new TensorSpool(part.directory().resolve("." + base + ".incoming"));
-      shard = new ShardSet(part.directory(), base);
+      shard = part.shardSet(base);
       ShardSet staged = shard;
       TensorSpool spooled = spool;
-      room = space.open(() -> spooled.written() + staged.written());
+      room = space.open(() -> spooled.written() + staged.onDisk());
     } catch (IOException e) {
       throw Status.INTERNAL.withDescription("cannot create staging files: " + e.getMessage())
           .asException();

@@ -1,6 +1,7 @@
 package dev.weightsync.server.pipeline;
 
 import dev.weightsync.server.engine.EngineAdapter;
+import dev.weightsync.server.stage.ShardSet;
 import dev.weightsync.server.stage.StagingArea;
 import dev.weightsync.server.stage.VersionFolder;
 import io.grpc.Status;
@@ -69,6 +70,11 @@ public final class VersionCoordinator implements AutoCloseable {
 
     public Path directory() {
       return version.folder.path();
+    }
+
+    /** A new set of staged shards {@code base*.safetensors} for this part, in its version's folder. */
+    public ShardSet shardSet(String base) throws IOException {
+      return version.folder.shardSet(base);
     }
 
     /** Names a tensor for this version; false when another part already sent it. */

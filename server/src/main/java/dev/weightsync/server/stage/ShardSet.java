@@ -27,24 +27,36 @@ public final class ShardSet implements TensorSink, Closeable {
 
   private final Path directory;
   private final String base;
+  private final ReusableShards reusable;
   private final List<ShardSpool> spools = new ArrayList<>();
   private final Map<String, ShardSpool> byTensor = new ConcurrentHashMap<>();
   /** Bytes written so far, from any thread: what {@link StagingSpace} counts as on disk. */
   private final AtomicLong written = new AtomicLong();
+  /** Sizes of the files taken over from {@link ReusableShards}. */
+  private volatile long adopted;
 
-  /** A set of one shard, {@code directory/base.safetensors}. */
-  public ShardSet(Path directory, String base) throws IOException {
+  /**
+   * A set of one shard, {@code directory/base.safetensors}; its files are taken over from
+   * {@code reusable} where it keeps one of the same name.
+   */
+  public ShardSet(Path directory, String base, ReusableShards reusable) throws IOException {
     this.directory = directory;
     this.base = base;
-    spools.add(new ShardSpool(directory.resolve(base + ".safetensors")));
+    this.reusable = reusable;
+    add(base + ".safetensors");
   }
 
   /** From now on spreads tensors over {@code files} files ({@code base-2.safetensors}...). */
   public synchronized void spread(int files) throws IOException {
     while (spools.size() < files) {
-      spools.add(new ShardSpool(directory.resolve(base + "-" + (spools.size() + 1)
-          + ".safetensors")));
+      add(base + "-" + (spools.size() + 1) + ".safetensors");
     }
+  }
+
+  private synchronized void add(String file) throws IOException {
+    ShardSpool s = new ShardSpool(directory.resolve(file), reusable);
+    spools.add(s);
+    adopted += s.takenOverBytes();
   }
 
   /** Reserves regions for one tensor's outputs, all in one file. */
@@ -74,9 +86,14 @@ public final class ShardSet implements TensorSink, Closeable {
     written.addAndGet(n);
   }
 
-  /** Bytes of tensor data written into these files so far. */
-  public long written() {
-    return written.get();
+  /**
+   * Bytes of these files on the filesystem so far, for {@link StagingSpace}: those written, or
+   * the sizes of the files taken over when larger (their pages are already allocated, so writing
+   * into them takes no new space). The lower of the two bounds, so the ledger never counts space
+   * as taken that is still to be taken.
+   */
+  public long onDisk() {
+    return Math.max(written.get(), adopted);
   }
 
   /** Reads back staged bytes of tensor {@code name} from {@code offset}, filling {@code into}. */

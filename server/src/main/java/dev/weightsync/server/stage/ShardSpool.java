@@ -30,6 +30,10 @@ import java.util.Map;
  * serializes writes to one file (the inode lock), so a GPU's parallel bands would copy out one at
  * a time at a single core's speed (measured: 1.7 GB/s on /dev/shm), while copies into a mapping
  * run side by side.
+ *
+ * <p>The file may be a pruned version's shard of the same name ({@link ReusableShards}): every
+ * byte a reader sees is written again (the regions of all tensors, the whole header reserve) and
+ * the file is cut to its new length when finished, so nothing of the old version remains.
  */
 public final class ShardSpool implements TensorSink, Closeable {
 
@@ -40,14 +44,25 @@ public final class ShardSpool implements TensorSink, Closeable {
 
   private final Path path;
   private final FileChannel channel;
+  private final long takenOverBytes;
   private final List<SafetensorsEntry> entries = new ArrayList<>();
   private final Map<String, SafetensorsEntry> byName = new HashMap<>();
   private long dataLength;
 
-  public ShardSpool(Path path) throws IOException {
+  /** A new shard file at {@code path}, or the file {@code reusable} keeps under its name. */
+  public ShardSpool(Path path, ReusableShards reusable) throws IOException {
     this.path = path;
-    this.channel = FileChannel.open(path, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
-        StandardOpenOption.READ);
+    long kept = reusable.takeOver(path);
+    this.takenOverBytes = Math.max(0, kept);
+    this.channel = kept >= 0
+        ? FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.READ)
+        : FileChannel.open(path, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
+            StandardOpenOption.READ);
+  }
+
+  /** The size of the kept file this shard was written into, or 0 for a new file. */
+  long takenOverBytes() {
+    return takenOverBytes;
   }
 
   public Path path() {
@@ -165,6 +180,7 @@ public final class ShardSpool implements TensorSink, Closeable {
         while (head.hasRemaining()) {
           channel.write(head, head.position());
         }
+        channel.truncate(HEADER_RESERVE + dataLength); // a file taken over may be longer
         channel.force(true);
       } else {
         rewriteWithHeader(header);

@@ -24,7 +24,8 @@ import java.util.stream.Stream;
  * The staging folder: versions are assembled under {@code .tmp-*} names and renamed to
  * {@code <version>/} only when complete, so an engine can never be handed a partial folder.
  * Leftover temporary folders (from a crash) are removed on start; only the newest versions are
- * kept.
+ * kept, and the shard files of those pruned are deleted or, with {@code staging-reuse}, kept for
+ * the next version ({@link ReusableShards}).
  */
 public final class StagingArea {
 
@@ -38,8 +39,13 @@ public final class StagingArea {
   private final Path root;
   private final int keep;
   private final FolderPermissions permissions;
+  private final ReusableShards reusable;
 
-  public StagingArea(Path root, int keep, FolderPermissions permissions) throws IOException {
+  /**
+   * @param reuse keep pruned versions' shard files for the next version's (staging-reuse)
+   */
+  public StagingArea(Path root, int keep, FolderPermissions permissions, boolean reuse)
+      throws IOException {
     this.root = root.toAbsolutePath().normalize();
     this.keep = keep;
     this.permissions = permissions;
@@ -60,10 +66,16 @@ public final class StagingArea {
         CheckpointConverter.deleteTree(p);
       }
     }
+    this.reusable = ReusableShards.open(this.root, reuse);
   }
 
   public Path root() {
     return root;
+  }
+
+  /** The pruned versions' shard files kept for new shards (none without staging-reuse). */
+  public ReusableShards reusable() {
+    return reusable;
   }
 
   /** A new temporary folder for one version in progress. */
@@ -99,8 +111,12 @@ public final class StagingArea {
       throw new IllegalArgumentException("version '" + version + "' does not name a folder in "
           + root);
     }
-    if (Files.exists(target)) {
-      CheckpointConverter.deleteTree(target);
+    if (Files.exists(target)) { // replaced: its files go as a pruned version's do
+      try {
+        reusable.keep(List.of(target));
+      } finally {
+        CheckpointConverter.deleteTree(target);
+      }
     }
     permissions.applyTree(temporary); // before the rename: readable by the engine from the start
     Files.move(temporary, target, StandardCopyOption.ATOMIC_MOVE);
@@ -120,12 +136,23 @@ public final class StagingArea {
     // A trainer-side sidecar stages each part of a version as <version>.part-<i>, and relays them
     // at once: the folders of one version count as one, or a part still being relayed could go.
     Set<String> kept = new HashSet<>();
+    List<Path> pruned = new java.util.ArrayList<>();
     for (Path p : published()) {
       String version = PART_SUFFIX.matcher(p.getFileName().toString()).replaceFirst("");
       if (!kept.contains(version) && kept.size() >= keep) {
-        CheckpointConverter.deleteTree(p);
+        pruned.add(p);
       } else {
         kept.add(version);
+      }
+    }
+    if (pruned.isEmpty()) {
+      return;
+    }
+    try {
+      reusable.keep(pruned);
+    } finally { // what was not kept goes: a version is never left half-pruned
+      for (Path p : pruned) {
+        CheckpointConverter.deleteTree(p);
       }
     }
   }

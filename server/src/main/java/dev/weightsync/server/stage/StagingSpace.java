@@ -16,7 +16,8 @@ import java.util.function.LongSupplier;
  * tensor both write, and one of them meets "No space left on device" half-way through a file.
  *
  * <p>The accounting is in bytes written, so it is conservative only up to the filesystem's page
- * rounding (a few KiB per file), which the reserve covers.
+ * rounding (a few KiB per file), which the reserve covers. Space held only to be reused (a
+ * pruned version's files, {@link ReusableShards}) is given up before a reservation is refused.
  */
 public final class StagingSpace {
 
@@ -49,6 +50,12 @@ public final class StagingSpace {
     }
   }
 
+  /** Space held for reuse that can be freed at once when a reservation needs it. */
+  public interface Spare {
+    /** Frees what is held; returns the bytes freed. */
+    long release();
+  }
+
   /** Refused: the numbers say by how much, and whether the reserve is what refused. */
   public static final class NoRoom extends Exception {
     NoRoom(String message) {
@@ -59,17 +66,20 @@ public final class StagingSpace {
   private final String where;
   private final FileSystemSpace fs;
   private final long reserve;
+  private final Spare spare;
   private final Set<Reservation> open = new HashSet<>();
 
   /**
    * @param where the staging folder, for messages
    * @param configuredReserve bytes to keep free, or -1 for the default: the smaller of 256 MiB
    *     and 5% of the filesystem
+   * @param spare what is freed before a reservation is refused
    */
-  public StagingSpace(String where, FileSystemSpace fs, long configuredReserve)
+  public StagingSpace(String where, FileSystemSpace fs, long configuredReserve, Spare spare)
       throws IOException {
     this.where = where;
     this.fs = fs;
+    this.spare = spare;
     this.reserve = configuredReserve >= 0 ? configuredReserve
         : Math.min(AUTO_RESERVE_CAP, (long) (fs.total() * AUTO_FRACTION));
   }
@@ -112,28 +122,44 @@ public final class StagingSpace {
       return Math.max(0, reserved - written.getAsLong());
     }
 
-    /** Reserves {@code bytes} for {@code what} (a tensor), or refuses with the numbers. */
+    /**
+     * Reserves {@code bytes} for {@code what} (a tensor), or refuses with the numbers. Bytes that
+     * fall within what the part already has on disk (a file taken over for reuse) need no room.
+     */
     public void take(String what, long bytes) throws NoRoom, IOException {
       synchronized (StagingSpace.this) {
         if (closed) {
           throw new IllegalStateException("reservation already closed");
         }
-        long usable = fs.usable();
-        long others = 0;
-        for (Reservation r : open) {
-          others += r.unwritten(); // this part's own earlier tensors too
+        String refused = refusal(what, bytes);
+        if (refused != null && spare.release() > 0) {
+          refused = refusal(what, bytes); // the filesystem has the freed space back now
         }
-        long room = usable - others;
-        if (room - bytes < reserve) {
-          String numbers = where + " has " + usable + " bytes free, of which " + others
-              + " are reserved by parts being received; " + what + " needs " + bytes;
-          throw new NoRoom(room >= bytes
-              ? numbers + ": it would fit, but staging-reserve keeps " + reserve + " free"
-                  + " (the reserve is what refused: lower --staging-reserve to use it)"
-              : numbers + " and staging-reserve keeps " + reserve + " free");
+        if (refused != null) {
+          throw new NoRoom(refused);
         }
         reserved += bytes;
       }
+    }
+
+    /** Why {@code bytes} more cannot be reserved now, or null when they can. */
+    private String refusal(String what, long bytes) throws IOException {
+      long usable = fs.usable();
+      long others = 0;
+      for (Reservation r : open) {
+        others += r.unwritten(); // this part's own earlier tensors too
+      }
+      long after = Math.max(0, reserved + bytes - written.getAsLong());
+      long room = usable - (others - unwritten()) - after; // free once all is written
+      if (room >= reserve) {
+        return null;
+      }
+      String numbers = where + " has " + usable + " bytes free, of which " + others
+          + " are reserved by parts being received; " + what + " needs " + bytes;
+      return room >= 0
+          ? numbers + ": it would fit, but staging-reserve keeps " + reserve + " free"
+              + " (the reserve is what refused: lower --staging-reserve to use it)"
+          : numbers + " and staging-reserve keeps " + reserve + " free";
     }
 
     /** Gives the reservation back: the part's bytes are now on disk, or deleted. */

@@ -34,6 +34,14 @@ public final class VersionFolder {
     return path;
   }
 
+  /**
+   * A new set of staged shards {@code base*.safetensors} in this folder, written into a pruned
+   * version's files of the same names where the staging area kept them.
+   */
+  public ShardSet shardSet(String base) throws IOException {
+    return new ShardSet(path, base, area.reusable());
+  }
+
   /** A part begins writing here; refused once the folder was dropped or published. */
   public synchronized void addWriter() throws IOException {
     if (dropped || ended) {

@@ -54,7 +54,7 @@ class VersionCoordinatorTest {
   private VersionCoordinator coordinator(DeliveryPolicy policy, boolean partByPart,
       FakeEngine... es) throws Exception {
     engines.addAll(List.of(es));
-    StagingArea staging = new StagingArea(root, 2, FolderPermissions.DEFAULT);
+    StagingArea staging = new StagingArea(root, 2, FolderPermissions.DEFAULT, false);
     VersionDelivery delivery = new VersionDelivery(staging, QuantScheme.of(Format.FP8_BLOCK, null),
         new ObjectMapper().createObjectNode(), EngineSet.of(List.of(es)), policy, clock);
     coordinator = new VersionCoordinator(staging, delivery, TIMEOUT, partByPart, clock);

@@ -22,7 +22,7 @@ class ShardSetTest {
 
   @Test
   void spreadTensorsLandWholeInTheLeastFilledFileAndEmptyFilesAreDropped() throws Exception {
-    ShardSet set = new ShardSet(dir, "model-00001-of-00001");
+    ShardSet set = new ShardSet(dir, "model-00001-of-00001", ReusableShards.none());
     set.allocate(List.of(TensorSpec.of("a", DType.U8, size("a")))); // before spreading: file 1
     set.spread(4);
     for (String name : List.of("b", "c")) {
@@ -60,7 +60,8 @@ class ShardSetTest {
     // their regions side by side, small ones pwrite; tensors' regions share pages at their ends.
     int piece = 2 << 20;
     int pieces = 16;
-    ShardSpool spool = new ShardSpool(dir.resolve("model-00001-of-00001.safetensors"));
+    ShardSpool spool = new ShardSpool(dir.resolve("model-00001-of-00001.safetensors"),
+        ReusableShards.none());
     spool.allocate(List.of(TensorSpec.of("w", DType.U8, (long) piece * pieces),
         TensorSpec.of("small", DType.U8, 4096)));
     java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.weightsync.core.checkpoint.FolderPermissions;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.FileTime;
 import java.util.List;
 import java.util.stream.Stream;
@@ -29,7 +30,7 @@ class StagingAreaTest {
 
   @Test
   void pruneKeepsTheNewestVersionsAndCountsAVersionsPartFoldersAsOne() throws Exception {
-    StagingArea area = new StagingArea(root, 2, FolderPermissions.DEFAULT);
+    StagingArea area = new StagingArea(root, 2, FolderPermissions.DEFAULT, false);
     folder("1", 100);
     folder("2.part-0", 200);
     folder("2.part-1", 201);
@@ -40,7 +41,77 @@ class StagingAreaTest {
     assertThat(left()).containsExactly("2.part-0", "2.part-1", "3.part-0", "3.part-1",
         "3.part-2");
 
-    new StagingArea(root, 1, FolderPermissions.DEFAULT).prune();
+    new StagingArea(root, 1, FolderPermissions.DEFAULT, false).prune();
     assertThat(left()).containsExactly("3.part-0", "3.part-1", "3.part-2");
+  }
+
+  /** A published version with one shard {@code model.safetensors} of {@code bytes} bytes. */
+  private Path version(String name, long modifiedSeconds, int bytes) throws Exception {
+    folder(name, modifiedSeconds);
+    Path shard = root.resolve(name).resolve("model.safetensors");
+    Files.write(shard, new byte[bytes]);
+    Files.writeString(root.resolve(name).resolve("config.json"), "{}");
+    Files.setLastModifiedTime(root.resolve(name), FileTime.fromMillis(modifiedSeconds * 1000));
+    return shard;
+  }
+
+  private static Object inode(Path p) throws Exception {
+    return Files.readAttributes(p, BasicFileAttributes.class).fileKey();
+  }
+
+  /**
+   * With reuse, a pruned version's shard becomes the file of the next shard of its name (the same
+   * inode), and its folder still goes; files not taken by the next prune are deleted then.
+   */
+  @Test
+  void prunedShardsAreTakenOverByTheNextShardOfTheirName() throws Exception {
+    StagingArea area = new StagingArea(root, 1, FolderPermissions.DEFAULT, true);
+    Object first = inode(version("1", 100, 4096));
+    version("2", 200, 1000);
+    area.prune();
+    assertThat(left()).containsExactly(".reusable", "2");
+    assertThat(area.reusable().bytes()).isEqualTo(4096);
+
+    Path next = root.resolve(".tmp-3").resolve("model.safetensors");
+    Files.createDirectories(next.getParent());
+    ShardSpool spool = new ShardSpool(next, area.reusable());
+    assertThat(inode(next)).isEqualTo(first);
+    assertThat(spool.takenOverBytes()).isEqualTo(4096);
+    assertThat(area.reusable().bytes()).isZero();
+    spool.close();
+    assertThat(new ShardSpool(root.resolve(".tmp-3").resolve("other.safetensors"),
+        area.reusable()).takenOverBytes()).as("no kept file of that name").isZero();
+
+    version("4", 400, 10);
+    area.prune(); // prunes 2: its file is kept
+    Files.setLastModifiedTime(root.resolve("4"), FileTime.fromMillis(400_000));
+    version("5", 500, 10);
+    area.prune(); // prunes 4: 2's file, not taken, goes
+    assertThat(area.reusable().bytes()).isEqualTo(10);
+    assertThat(Files.size(root.resolve(".reusable/model.safetensors"))).isEqualTo(10);
+  }
+
+  @Test
+  void aRestartKeepsNoFilesForReuseWhetherReuseIsOnOrOff() throws Exception {
+    StagingArea area = new StagingArea(root, 1, FolderPermissions.DEFAULT, true);
+    version("1", 100, 64);
+    version("2", 200, 64);
+    area.prune();
+    assertThat(area.reusable().bytes()).isEqualTo(64);
+    assertThat(new StagingArea(root, 1, FolderPermissions.DEFAULT, true).reusable().bytes())
+        .isZero();
+    assertThat(left()).containsExactly(".reusable", "2");
+    new StagingArea(root, 1, FolderPermissions.DEFAULT, false);
+    assertThat(left()).containsExactly("2");
+  }
+
+  @Test
+  void withoutReusePrunedVersionsAreDeletedWhole() throws Exception {
+    StagingArea area = new StagingArea(root, 1, FolderPermissions.DEFAULT, false);
+    version("1", 100, 64);
+    version("2", 200, 64);
+    area.prune();
+    assertThat(left()).containsExactly("2");
+    assertThat(area.reusable().bytes()).isZero();
   }
 }

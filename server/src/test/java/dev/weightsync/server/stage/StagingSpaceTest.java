@@ -12,6 +12,8 @@ import org.junit.jupiter.api.Test;
  */
 class StagingSpaceTest {
 
+  private static final StagingSpace.Spare NO_SPARE = () -> 0;
+
   /** Free space goes down as the parts "write" (the test moves both counters together). */
   private static final class FakeFs implements StagingSpace.FileSystemSpace {
     final AtomicLong usable;
@@ -36,7 +38,7 @@ class StagingSpaceTest {
   @Test
   void reservationsOfOtherPartsCountAgainstTheFreeSpaceUntilWritten() throws Exception {
     FakeFs fs = new FakeFs(100);
-    StagingSpace space = new StagingSpace("/staging", fs, 10);
+    StagingSpace space = new StagingSpace("/staging", fs, 10, NO_SPARE);
     AtomicLong aWritten = new AtomicLong();
     StagingSpace.Reservation a = space.open(aWritten::get);
     StagingSpace.Reservation b = space.open(() -> 0);
@@ -60,7 +62,7 @@ class StagingSpaceTest {
 
   @Test
   void aPartsOwnEarlierReservationsCountToo() throws Exception {
-    StagingSpace space = new StagingSpace("/s", new FakeFs(100), 0);
+    StagingSpace space = new StagingSpace("/s", new FakeFs(100), 0, NO_SPARE);
     StagingSpace.Reservation r = space.open(() -> 0);
     r.take("a", 60);
     assertThatThrownBy(() -> r.take("b", 60)).isInstanceOf(StagingSpace.NoRoom.class);
@@ -68,7 +70,7 @@ class StagingSpaceTest {
 
   @Test
   void whenOnlyTheReserveStandsInTheWayTheMessageSaysSo() throws Exception {
-    StagingSpace space = new StagingSpace("/s", new FakeFs(100), 30);
+    StagingSpace space = new StagingSpace("/s", new FakeFs(100), 30, NO_SPARE);
     StagingSpace.Reservation r = space.open(() -> 0);
     assertThatThrownBy(() -> r.take("tensor t", 80)).isInstanceOf(StagingSpace.NoRoom.class)
         .hasMessageContaining("it would fit, but staging-reserve keeps 30 free")
@@ -77,17 +79,17 @@ class StagingSpaceTest {
 
   @Test
   void theDefaultReserveIsTheSmallerOf256MiBAndFivePercent() throws Exception {
-    assertThat(new StagingSpace("/s", new FakeFs(100L << 20), -1).reserve())
+    assertThat(new StagingSpace("/s", new FakeFs(100L << 20), -1, NO_SPARE).reserve())
         .as("5% of a 100 MiB filesystem").isEqualTo(5L << 20);
-    assertThat(new StagingSpace("/s", new FakeFs(100L << 30), -1).reserve())
+    assertThat(new StagingSpace("/s", new FakeFs(100L << 30), -1, NO_SPARE).reserve())
         .as("capped on a 100 GiB one").isEqualTo(256L << 20);
-    assertThat(new StagingSpace("/s", new FakeFs(100L << 30), 7).reserve()).isEqualTo(7);
+    assertThat(new StagingSpace("/s", new FakeFs(100L << 30), 7, NO_SPARE).reserve()).isEqualTo(7);
   }
 
   /** Many threads reserving at once never promise more than there is. */
   @Test
   void concurrentReservationsNeverExceedTheFreeSpace() throws Exception {
-    StagingSpace space = new StagingSpace("/s", new FakeFs(1000), 0);
+    StagingSpace space = new StagingSpace("/s", new FakeFs(1000), 0, NO_SPARE);
     AtomicLong granted = new AtomicLong();
     Thread[] threads = new Thread[8];
     for (int i = 0; i < threads.length; i++) {
@@ -111,5 +113,41 @@ class StagingSpaceTest {
     }
     assertThat(granted.get()).isLessThanOrEqualTo(1000).isGreaterThan(1000 - 7);
     assertThat(space.pending()).isEqualTo(granted.get());
+  }
+
+  /** What is held for reuse is freed before a reservation is refused, and only then. */
+  @Test
+  void spareSpaceIsFreedBeforeARefusal() throws Exception {
+    FakeFs fs = new FakeFs(100);
+    fs.usable.set(40); // 60 held by files kept for reuse
+    AtomicLong releases = new AtomicLong();
+    StagingSpace.Spare spare = () -> {
+      releases.incrementAndGet();
+      long held = 100 - fs.usable.get();
+      fs.usable.set(100);
+      return held;
+    };
+    StagingSpace space = new StagingSpace("/s", fs, 0, spare);
+    StagingSpace.Reservation r = space.open(() -> 0);
+    r.take("a", 30);
+    assertThat(releases.get()).as("it fitted without").isZero();
+    r.take("b", 50);
+    assertThat(releases.get()).isEqualTo(1);
+    assertThatThrownBy(() -> r.take("c", 21)).isInstanceOf(StagingSpace.NoRoom.class)
+        .hasMessage("/s has 100 bytes free, of which 80 are reserved by parts being received;"
+            + " c needs 21 and staging-reserve keeps 0 free");
+  }
+
+  /** A part writing into a file taken over needs no room for what falls within that file. */
+  @Test
+  void bytesWithinWhatAPartAlreadyHasOnDiskNeedNoRoom() throws Exception {
+    FakeFs fs = new FakeFs(100);
+    fs.usable.set(10); // 90 used, 70 of them by the file this part took over
+    StagingSpace space = new StagingSpace("/s", fs, 0, NO_SPARE);
+    StagingSpace.Reservation r = space.open(() -> 70);
+    r.take("within the file", 60);
+    r.take("10 past it", 20);
+    assertThat(space.pending()).isEqualTo(10);
+    assertThatThrownBy(() -> r.take("one more", 1)).isInstanceOf(StagingSpace.NoRoom.class);
   }
 }

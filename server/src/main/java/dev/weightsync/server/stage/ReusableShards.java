@@ -1,0 +1,128 @@
+package dev.weightsync.server.stage;
+
+import dev.weightsync.core.checkpoint.CheckpointConverter;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.logging.Logger;
+import java.util.stream.Stream;
+
+/**
+ * The shard files of the versions pruned last, kept (with {@code staging-reuse}) so that the next
+ * version's shard of the same name is written into their pages instead of fresh ones. A version's
+ * shards have the same names and sizes from one version to the next, and writing into pages a
+ * tmpfs already holds skips allocating and zeroing them: about twice as fast as fresh pages.
+ *
+ * <p>What it costs: the space of one pruned version stays taken between versions (the peak is
+ * the same, as the next version takes the files over). A reservation that would otherwise be
+ * refused frees them first ({@link StagingSpace.Spare}). Files not taken by the time the next
+ * version is pruned are deleted, so at most one version's files are kept. A restart begins with
+ * none.
+ *
+ * <p>Thread-safe.
+ */
+public final class ReusableShards implements StagingSpace.Spare {
+
+  /** The folder under the staging root; its dot keeps it from ever being taken for a version. */
+  static final String FOLDER = ".reusable";
+
+  private static final Logger LOG = Logger.getLogger(ReusableShards.class.getName());
+  private static final ReusableShards NONE = new ReusableShards(null);
+
+  /** Null when reuse is off: pruned versions are deleted. */
+  private final Path folder;
+  /** Kept files by shard file name, with their sizes. */
+  private final Map<String, Long> kept = new HashMap<>();
+
+  private ReusableShards(Path folder) {
+    this.folder = folder;
+  }
+
+  /** No reuse: pruned files are deleted, and no shard takes one over. */
+  public static ReusableShards none() {
+    return NONE;
+  }
+
+  /**
+   * The kept files of the staging folder {@code root}: under {@code root/.reusable} when
+   * {@code reuse}, else none. Files left there by an earlier run are deleted either way.
+   */
+  static ReusableShards open(Path root, boolean reuse) throws IOException {
+    Path folder = root.resolve(FOLDER);
+    CheckpointConverter.deleteTree(folder);
+    if (!reuse) {
+      return NONE;
+    }
+    Files.createDirectory(folder);
+    return new ReusableShards(folder);
+  }
+
+  /**
+   * Takes over the shard files of {@code pruned} (published folders about to be deleted); those
+   * still kept from an earlier prune are deleted first. Nothing when reuse is off.
+   */
+  synchronized void keep(List<Path> pruned) throws IOException {
+    if (folder == null) {
+      return;
+    }
+    release();
+    for (Path version : pruned) {
+      try (Stream<Path> s = Files.list(version)) {
+        for (Path f : s.filter(ReusableShards::isShard).toList()) {
+          String name = f.getFileName().toString();
+          long size = Files.size(f);
+          Files.move(f, folder.resolve(name), StandardCopyOption.REPLACE_EXISTING,
+              StandardCopyOption.ATOMIC_MOVE); // a part folder's names may repeat another's
+          kept.put(name, size);
+        }
+      }
+    }
+  }
+
+  /**
+   * Moves the kept file named like {@code shard} to {@code shard}, for a new shard to write into.
+   * Returns its size, or -1 when none is kept (then the caller creates the file).
+   */
+  synchronized long takeOver(Path shard) throws IOException {
+    if (folder == null) {
+      return -1;
+    }
+    String name = shard.getFileName().toString();
+    Long size = kept.remove(name);
+    if (size == null) {
+      return -1;
+    }
+    Files.move(folder.resolve(name), shard, StandardCopyOption.ATOMIC_MOVE);
+    return size;
+  }
+
+  /** Bytes of the files kept now. */
+  public synchronized long bytes() {
+    return kept.values().stream().mapToLong(Long::longValue).sum();
+  }
+
+  /** Deletes every kept file; returns the bytes freed. */
+  @Override
+  public synchronized long release() {
+    long freed = 0;
+    for (var e : Map.copyOf(kept).entrySet()) {
+      try {
+        Files.deleteIfExists(folder.resolve(e.getKey()));
+        freed += e.getValue();
+      } catch (IOException ex) {
+        LOG.warning("could not delete the kept shard file " + folder.resolve(e.getKey()) + ": "
+            + ex.getMessage());
+      }
+      kept.remove(e.getKey());
+    }
+    return freed;
+  }
+
+  private static boolean isShard(Path p) {
+    return p.getFileName().toString().endsWith(".safetensors") && Files.isRegularFile(p);
+  }
+}
