@@ -3,9 +3,10 @@
 # versions, default 20: trainer GPU memory after each, open IPC handles after all), by bytes
 # through the Python client (8 streams) and by plain PyTorch (bench_cuda_ipc.py), whether the
 # push_cuda and the byte folders hold the same bytes (compare), and the engine-side read of the
-# staged folder into the GPU (engine_read.py); then a sidecar with --device cuda:all, which must
-# open the bucket's GPU by its UUID and stage the same bytes. Needs .device/jre.tar.xz and
-# .device/lib.
+# staged folder into the GPU (engine_read.py); then push_cuda again on a sidecar with
+# --staging-reuse (ROUNDS versions written into the pruned versions' files), and a sidecar with
+# --device cuda:all (and reuse), which must open the bucket's GPU by its UUID; both must stage the
+# same bytes. Needs .device/jre.tar.xz and .device/lib.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 tar xJf .device/jre.tar.xz -C /tmp; export PATH=/tmp/jre/bin:$PATH
@@ -34,9 +35,18 @@ echo "== engine-side read"
 python3 tools/gpu/engine_read.py /dev/shm/ws/ipc-4b 2>&1 | tee -a "$out/push-cuda.txt"
 grep -E "WARN|SEVERE|Exception" /tmp/serve.log | head -5
 pkill -f "WeightsyncCommand serve"; sleep 3; rm -rf /dev/shm/ws
-echo "== --device cuda:all"
-start cuda:all
-python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds 2 \
+echo "== --staging-reuse" | tee -a "$out/push-cuda.txt"
+start cuda --staging-reuse
+python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds "${ROUNDS:-20}" \
+  --metrics http://127.0.0.1:9464/metrics 2>&1 | tee -a "$out/push-cuda.txt"
+W compare -q /dev/shm/bytes-reference /dev/shm/ws/ipc-4b 2>&1 | tail -2 | tee -a "$out/push-cuda.txt"
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())" | grep -E "^weightsync_staging_(reusable_)?bytes" | tee -a "$out/push-cuda.txt"
+df -h /dev/shm | tail -1 | tee -a "$out/push-cuda.txt"
+grep -E "WARN|SEVERE|Exception" /tmp/serve.log | head -5
+pkill -f "WeightsyncCommand serve"; sleep 3; rm -rf /dev/shm/ws
+echo "== --device cuda:all --staging-reuse" | tee -a "$out/push-cuda.txt"
+start cuda:all --staging-reuse
+python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds 6 \
   --metrics http://127.0.0.1:9464/metrics 2>&1 | grep -E "^\(a\)|sidecar after" | tee -a "$out/push-cuda.txt"
 W compare -q /dev/shm/bytes-reference /dev/shm/ws/ipc-4b 2>&1 | tail -2 | tee -a "$out/push-cuda.txt"
 grep -hE "opened cuda|serving|WARN|SEVERE" /tmp/serve.log | cut -c1-220 | head -5 | tee -a "$out/push-cuda.txt"
