@@ -18,13 +18,13 @@
 // Tuning, measured on an H200 (docs/measurements/): pairs of packed words a thread of int4_group
 // loads at once, and the thread blocks each kernel is compiled to fit on one multiprocessor (registers).
 #ifndef INT4_PAIRS
-#define INT4_PAIRS 2
+#define INT4_PAIRS 1
 #endif
 #ifndef FP8_BLOCKS_PER_SM
 #define FP8_BLOCKS_PER_SM 3
 #endif
 #ifndef INT4_BLOCKS_PER_SM
-#define INT4_BLOCKS_PER_SM 2
+#define INT4_BLOCKS_PER_SM 4
 #endif
 
 // Whether a block or group of this largest magnitude (f32 bits) sums squares of 8 in f32.
@@ -196,8 +196,12 @@ int4_group(const uint16_t* __restrict__ w, int32_t* __restrict__ packed,
   const long long pairs = words >> 1;
   float maxErr = 0.f; double err2 = 0.0, ref2 = 0.0;
   const long long stride = (long long)gridDim.x * THREADS * INT4_PAIRS;
-  for (long long base = (long long)blockIdx.x * THREADS * INT4_PAIRS + threadIdx.x; base < pairs;
-       base += stride) {
+  // The loop runs while the warp's first lane has a pair, so that every lane of the warp takes
+  // part in the group maximum's shuffles (a lane gone from the loop would leave them undefined:
+  // the warp hung on a band whose pairs are not a multiple of 32, e.g. 130 rows of 128).
+  const int lane = threadIdx.x & 31;
+  for (long long base = (long long)blockIdx.x * THREADS * INT4_PAIRS + threadIdx.x;
+       base - lane < pairs; base += stride) {
     uint4 v[2 * INT4_PAIRS];
 #pragma unroll
     for (int u = 0; u < INT4_PAIRS; u++) {

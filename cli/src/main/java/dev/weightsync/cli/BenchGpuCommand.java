@@ -65,8 +65,9 @@ final class BenchGpuCommand implements Callable<Integer> {
           System.out.printf(Locale.ROOT, "proof %-16s %,d (amax, x) pairs: %s%n", r.name(),
               r.pairs(), r.differ() == 0 ? "kernel = spec in every one" : r.differ() + " DIFFER");
         }
-        long[][] shapes = {{1, 4096}, {7, 1000}, {129, 264}, {300, 1024}, {4096, 4096},
-            {8192, 28672}, {152064, 4096}};
+        // 130 x 128 and 3 x 256: INT4 bands whose pairs of words are not a multiple of a warp
+        long[][] shapes = {{1, 4096}, {7, 1000}, {129, 264}, {130, 128}, {3, 256}, {300, 1024},
+            {4096, 4096}, {8192, 28672}, {152064, 4096}};
         for (long[] shape : shapes) {
           TensorSpec t = TensorSpec.of("model.layers.0.mlp.experts.0.up_proj.weight", DType.BF16, shape);
           ByteBuffer in = random(t.elementCount(), shape[0] * 31 + shape[1]);

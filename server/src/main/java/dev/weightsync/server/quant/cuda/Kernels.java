@@ -23,8 +23,8 @@ final class Kernels {
 
   static final int THREADS = 512;
   static final int BLOCK = 128;
-  /** Packed words one int4_group thread block takes at a time (INT4_PAIRS pairs per thread). */
-  private static final int WORDS_PER_BLOCK = THREADS * 2 * 2;
+  /** Packed words one int4_group thread block takes at a time (INT4_PAIRS = 1 pair a thread). */
+  private static final int WORDS_PER_BLOCK = THREADS * 2;
 
   private final CUfunction fp8 = new CUfunction();
   private final CUfunction int4 = new CUfunction();
