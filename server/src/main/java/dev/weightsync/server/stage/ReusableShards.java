@@ -8,6 +8,9 @@ import java.nio.file.StandardCopyOption;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
 import java.util.logging.Logger;
 import java.util.stream.Stream;
 
@@ -16,6 +19,10 @@ import java.util.stream.Stream;
  * version's shard of the same name is written into their pages instead of fresh ones. A version's
  * shards have the same names and sizes from one version to the next, and writing into pages a
  * tmpfs already holds skips allocating and zeroing them: about twice as fast as fresh pages.
+ *
+ * <p>Each kept file is also mapped and its page table filled in the background
+ * ({@link WarmMapping}), so that the shard taking it over copies results in without page faults;
+ * the shard unmaps it when it is finished, and files freed here are unmapped first.
  *
  * <p>What it costs: the space of one pruned version stays taken between versions (the peak is
  * the same, as the next version takes the files over). A reservation that would otherwise be
@@ -35,11 +42,25 @@ public final class ReusableShards implements StagingSpace.Spare {
 
   /** Null when reuse is off: pruned versions are deleted. */
   private final Path folder;
-  /** Kept files by shard file name, with their sizes. */
-  private final Map<String, Long> kept = new HashMap<>();
+  /** Kept files by shard file name. */
+  private final Map<String, Taken> kept = new HashMap<>();
+  /** Fills the kept files' page tables, one file after another, off the versions' paths. */
+  private final ThreadPoolExecutor loader = new ThreadPoolExecutor(1, 1, 10, TimeUnit.SECONDS,
+      new LinkedBlockingQueue<>(), r -> {
+        Thread t = new Thread(r, "weightsync-staging-warm");
+        t.setDaemon(true);
+        return t;
+      });
+
+  /**
+   * A kept file as a new shard takes it over: its size, and its mapping ({@code null} when it
+   * could not be mapped), which the shard must unmap when done.
+   */
+  record Taken(long size, WarmMapping mapping) {}
 
   private ReusableShards(Path folder) {
     this.folder = folder;
+    loader.allowCoreThreadTimeOut(true);
   }
 
   /** No reuse: pruned files are deleted, and no shard takes one over. */
@@ -75,49 +96,82 @@ public final class ReusableShards implements StagingSpace.Spare {
         for (Path f : s.filter(ReusableShards::isShard).toList()) {
           String name = f.getFileName().toString();
           long size = Files.size(f);
-          Files.move(f, folder.resolve(name), StandardCopyOption.REPLACE_EXISTING,
+          Path at = folder.resolve(name);
+          Files.move(f, at, StandardCopyOption.REPLACE_EXISTING,
               StandardCopyOption.ATOMIC_MOVE); // a part folder's names may repeat another's
-          kept.put(name, size);
+          Taken old = kept.put(name, new Taken(size, warm(at, size)));
+          if (old != null && old.mapping() != null) {
+            old.mapping().unmap(); // its file was just replaced
+          }
         }
       }
     }
   }
 
+  /** A mapping of a kept file, loading in the background; null when it cannot be mapped. */
+  private WarmMapping warm(Path file, long size) {
+    if (size == 0) {
+      return null;
+    }
+    try {
+      WarmMapping m = WarmMapping.of(file, size);
+      loader.execute(m::load);
+      return m;
+    } catch (IOException | RuntimeException e) {
+      LOG.fine(() -> "kept " + file + " unmapped (" + e + "): its pages are faulted in as written");
+      return null;
+    }
+  }
+
   /**
-   * Moves the kept file named like {@code shard} to {@code shard}, for a new shard to write into.
-   * Returns its size, or -1 when none is kept (then the caller creates the file).
+   * Moves the kept file named like {@code shard} to {@code shard}, for a new shard to write into;
+   * null when none is kept (then the caller creates the file).
    */
-  synchronized long takeOver(Path shard) throws IOException {
+  synchronized Taken takeOver(Path shard) throws IOException {
     if (folder == null) {
-      return -1;
+      return null;
     }
     String name = shard.getFileName().toString();
-    Long size = kept.remove(name);
-    if (size == null) {
-      return -1;
+    Taken t = kept.remove(name);
+    if (t == null) {
+      return null;
     }
-    Files.move(folder.resolve(name), shard, StandardCopyOption.ATOMIC_MOVE);
-    return size;
+    if (t.mapping() != null) {
+      t.mapping().handOver();
+    }
+    try {
+      Files.move(folder.resolve(name), shard, StandardCopyOption.ATOMIC_MOVE);
+    } catch (IOException | RuntimeException e) {
+      if (t.mapping() != null) {
+        t.mapping().unmap();
+      }
+      Files.deleteIfExists(folder.resolve(name));
+      throw e;
+    }
+    return t;
   }
 
   /** Bytes of the files kept now. */
   public synchronized long bytes() {
-    return kept.values().stream().mapToLong(Long::longValue).sum();
+    return kept.values().stream().mapToLong(Taken::size).sum();
   }
 
-  /** Deletes every kept file; returns the bytes freed. */
+  /** Unmaps and deletes every kept file; returns the bytes freed. */
   @Override
   public synchronized long release() {
     long freed = 0;
     for (var e : Map.copyOf(kept).entrySet()) {
+      kept.remove(e.getKey());
+      if (e.getValue().mapping() != null) {
+        e.getValue().mapping().unmap(); // before the delete: a mapped file keeps its pages
+      }
       try {
         Files.deleteIfExists(folder.resolve(e.getKey()));
-        freed += e.getValue();
+        freed += e.getValue().size();
       } catch (IOException ex) {
         LOG.warning("could not delete the kept shard file " + folder.resolve(e.getKey()) + ": "
             + ex.getMessage());
       }
-      kept.remove(e.getKey());
     }
     return freed;
   }

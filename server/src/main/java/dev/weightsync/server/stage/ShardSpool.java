@@ -33,7 +33,8 @@ import java.util.Map;
  *
  * <p>The file may be a pruned version's shard of the same name ({@link ReusableShards}): every
  * byte a reader sees is written again (the regions of all tensors, the whole header reserve) and
- * the file is cut to its new length when finished, so nothing of the old version remains.
+ * the file is cut to its new length when finished, so nothing of the old version remains. Large
+ * writes then copy into the kept file's mapping ({@link WarmMapping}) where it covers them.
  */
 public final class ShardSpool implements TensorSink, Closeable {
 
@@ -45,6 +46,8 @@ public final class ShardSpool implements TensorSink, Closeable {
   private final Path path;
   private final FileChannel channel;
   private final long takenOverBytes;
+  /** The taken-over file's mapping, its pages faulted in ahead; null for a new file. */
+  private final WarmMapping warm;
   private final List<SafetensorsEntry> entries = new ArrayList<>();
   private final Map<String, SafetensorsEntry> byName = new HashMap<>();
   private long dataLength;
@@ -52,12 +55,18 @@ public final class ShardSpool implements TensorSink, Closeable {
   /** A new shard file at {@code path}, or the file {@code reusable} keeps under its name. */
   public ShardSpool(Path path, ReusableShards reusable) throws IOException {
     this.path = path;
-    long kept = reusable.takeOver(path);
-    this.takenOverBytes = Math.max(0, kept);
-    this.channel = kept >= 0
-        ? FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.READ)
-        : FileChannel.open(path, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
-            StandardOpenOption.READ);
+    ReusableShards.Taken kept = reusable.takeOver(path);
+    this.takenOverBytes = kept == null ? 0 : kept.size();
+    this.warm = kept == null ? null : kept.mapping();
+    try {
+      this.channel = kept != null
+          ? FileChannel.open(path, StandardOpenOption.WRITE, StandardOpenOption.READ)
+          : FileChannel.open(path, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE,
+              StandardOpenOption.READ);
+    } catch (IOException | RuntimeException e) {
+      unmapWarm();
+      throw e;
+    }
   }
 
   /** The size of the kept file this shard was written into, or 0 for a new file. */
@@ -152,6 +161,9 @@ public final class ShardSpool implements TensorSink, Closeable {
   public void write(String name, long offset, ByteBuffer data) throws IOException {
     long position = position(name, offset, data.remaining());
     if (data.remaining() >= MAPPED_WRITE_BYTES) {
+      if (warm != null && warm.copy(position, data)) {
+        return;
+      }
       MappedByteBuffer region = channel.map(FileChannel.MapMode.READ_WRITE, position,
           data.remaining());
       try {
@@ -169,6 +181,7 @@ public final class ShardSpool implements TensorSink, Closeable {
   /** Writes the header, forces the file to disk and closes it. */
   public synchronized void finish() throws IOException {
     byte[] header = SafetensorsHeader.serialize(entries, Map.of("format", "pt"));
+    unmapWarm(); // every write is done; and the file may be cut below the mapping's end
     try {
       if (8 + header.length <= HEADER_RESERVE) {
         ByteBuffer head = ByteBuffer.allocate(HEADER_RESERVE).order(ByteOrder.LITTLE_ENDIAN);
@@ -211,6 +224,13 @@ public final class ShardSpool implements TensorSink, Closeable {
 
   @Override
   public void close() throws IOException {
+    unmapWarm();
     channel.close();
+  }
+
+  private void unmapWarm() {
+    if (warm != null) {
+      warm.unmap();
+    }
   }
 }

@@ -3,6 +3,10 @@ package dev.weightsync.server.stage;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.weightsync.core.checkpoint.FolderPermissions;
+import dev.weightsync.core.tensor.DType;
+import dev.weightsync.core.tensor.TensorSpec;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.BasicFileAttributes;
@@ -113,5 +117,52 @@ class StagingAreaTest {
     area.prune();
     assertThat(left()).containsExactly("2");
     assertThat(area.reusable().bytes()).isZero();
+  }
+
+  /** Lines of this process's mappings that name a file under the staging root. */
+  private List<String> mappingsUnderRoot() throws Exception {
+    return Files.readAllLines(Path.of("/proc/self/maps")).stream()
+        .filter(l -> l.contains(root.toString())).toList();
+  }
+
+  /**
+   * A kept file is mapped while it waits; the shard that takes it over writes large regions
+   * through that mapping, unmaps it when finished and is cut to its own length; files freed
+   * for space are unmapped too, so nothing of the staging folder stays mapped.
+   */
+  @Test
+  void keptFilesAreMappedUntilTheirShardIsFinishedOrTheyAreFreed() throws Exception {
+    StagingArea area = new StagingArea(root, 1, FolderPermissions.DEFAULT, true);
+    version("1", 100, 8 << 20);
+    version("2", 200, 8 << 20);
+    area.prune();
+    assertThat(mappingsUnderRoot()).anyMatch(l -> l.endsWith(".reusable/model.safetensors"));
+
+    Path next = Files.createDirectories(root.resolve(".tmp-3")).resolve("model.safetensors");
+    ShardSpool spool = new ShardSpool(next, area.reusable());
+    TensorSpec big = TensorSpec.of("w", DType.U8, 3 << 20);
+    spool.allocate(List.of(big));
+    ByteBuffer data = ByteBuffer.allocateDirect(3 << 20);
+    for (int i = 0; i < data.capacity(); i++) {
+      data.put(i, (byte) (i * 7 + 1));
+    }
+    spool.write("w", 0, data.duplicate());
+    assertThat(mappingsUnderRoot()).as("the kept mapping moved with its file")
+        .anyMatch(l -> l.endsWith(".tmp-3/model.safetensors"));
+    spool.finish();
+    assertThat(mappingsUnderRoot()).isEmpty();
+    assertThat(Files.size(next)).isEqualTo(ShardSpool.HEADER_RESERVE + (3 << 20));
+    try (FileChannel c = FileChannel.open(next)) {
+      ByteBuffer back = ByteBuffer.allocate(3 << 20);
+      c.read(back, ShardSpool.HEADER_RESERVE);
+      assertThat(back.flip()).isEqualTo(data.duplicate().clear());
+    }
+
+    version("4", 400, 4 << 20);
+    area.prune(); // keeps 2's file, mapped
+    assertThat(mappingsUnderRoot()).isNotEmpty();
+    assertThat(area.reusable().release()).isEqualTo(8 << 20);
+    assertThat(mappingsUnderRoot()).isEmpty();
+    assertThat(left()).containsExactly(".reusable", ".tmp-3", "4");
   }
 }

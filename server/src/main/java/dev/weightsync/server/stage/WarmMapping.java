@@ -1,0 +1,131 @@
+package dev.weightsync.server.stage;
+
+import dev.weightsync.core.tensor.Unmapper;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.MappedByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * A kept shard file mapped whole, its page table filled ahead ({@link #load}) while it waits for
+ * the next version, so that copies into it take no page faults. On tmpfs a read fault maps the
+ * neighbouring pages too and leaves them writable (tmpfs asks for no notice of a page's first
+ * write), so reading one byte a page is enough. A copy into a fresh mapping instead faults once
+ * per 4 KiB page, and that, not the copy, was most of a staged write's time.
+ *
+ * <p>Unmapping waits for copies and loads in flight (a read-write lock) and makes later ones
+ * refuse, so no thread ever touches a mapping that is gone (which would crash the JVM).
+ */
+final class WarmMapping {
+
+  /** Bytes of one mapping: a Java mapping is at most 2 GiB. */
+  private static final long WINDOW = 1L << 30;
+  /** Bytes loaded at a time, so that handing the mapping over or unmapping it waits little. */
+  private static final int LOAD_STEP = 32 << 20;
+
+  private final List<MappedByteBuffer> windows;
+  private final long length;
+  private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+  private boolean unmapped; // guarded by lock
+  private volatile boolean handedOver;
+
+  private WarmMapping(List<MappedByteBuffer> windows, long length) {
+    this.windows = windows;
+    this.length = length;
+  }
+
+  /** Maps the first {@code length} bytes of {@code file} (which holds at least that many). */
+  static WarmMapping of(Path file, long length) throws IOException {
+    List<MappedByteBuffer> windows = new ArrayList<>();
+    try (FileChannel c = FileChannel.open(file, StandardOpenOption.READ,
+        StandardOpenOption.WRITE)) {
+      for (long at = 0; at < length; at += WINDOW) {
+        windows.add(c.map(FileChannel.MapMode.READ_WRITE, at, Math.min(WINDOW, length - at)));
+      }
+    } catch (IOException | RuntimeException e) {
+      windows.forEach(Unmapper::unmap);
+      throw e;
+    }
+    return new WarmMapping(windows, length);
+  }
+
+  /** Bytes mapped. */
+  long length() {
+    return length;
+  }
+
+  /**
+   * Faults the pages in, a step at a time; stops early once the mapping was handed to a shard
+   * (which then faults in the rest as it writes) or unmapped.
+   */
+  void load() {
+    for (MappedByteBuffer w : windows) {
+      for (int at = 0; at < w.capacity(); at += LOAD_STEP) {
+        if (handedOver || !lock.readLock().tryLock()) {
+          return; // tryLock fails only while unmapping
+        }
+        try {
+          if (unmapped) {
+            return;
+          }
+          w.slice(at, Math.min(LOAD_STEP, w.capacity() - at)).load();
+        } finally {
+          lock.readLock().unlock();
+        }
+      }
+    }
+  }
+
+  /** The mapping now belongs to a shard being written: the loader leaves it. */
+  void handOver() {
+    handedOver = true;
+  }
+
+  /**
+   * Copies {@code data} (consumed) to {@code position} of the file; false, with nothing copied,
+   * when the region lies past the mapping or the mapping is gone (the caller writes another way).
+   */
+  boolean copy(long position, ByteBuffer data) {
+    int n = data.remaining();
+    if (position < 0 || position + n > length) {
+      return false;
+    }
+    lock.readLock().lock();
+    try {
+      if (unmapped) {
+        return false;
+      }
+      int from = data.position();
+      long at = position;
+      while (at < position + n) {
+        MappedByteBuffer w = windows.get((int) (at / WINDOW));
+        int offset = (int) (at % WINDOW);
+        int piece = (int) Math.min(w.capacity() - offset, position + n - at);
+        w.put(offset, data, from + (int) (at - position), piece);
+        at += piece;
+      }
+      data.position(from + n);
+      return true;
+    } finally {
+      lock.readLock().unlock();
+    }
+  }
+
+  /** Unmaps every window, once copies and loads in flight are done; idempotent. */
+  void unmap() {
+    lock.writeLock().lock();
+    try {
+      if (!unmapped) {
+        unmapped = true;
+        windows.forEach(Unmapper::unmap);
+      }
+    } finally {
+      lock.writeLock().unlock();
+    }
+  }
+}
