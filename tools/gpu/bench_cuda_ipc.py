@@ -96,6 +96,8 @@ def main():
     p.add_argument("--streams", default="8,4,1", help="stream counts for (b)")
     p.add_argument("--rounds", type=int, default=3, help="versions pushed by (a); the trainer's"
                    " GPU memory is printed after each")
+    p.add_argument("--pause", type=float, default=0.0, help="seconds between (a)'s versions (a"
+                   " trainer's step), not timed")
     p.add_argument("--metrics", help="the sidecar's /metrics URL: its open CUDA IPC handles are"
                    " printed after (a)")
     a = p.parse_args()
@@ -116,6 +118,8 @@ def main():
     ipc = []
     rounds = a.rounds if "a" in a.cases else 0
     for i in range(rounds):
+        if i and a.pause:
+            time.sleep(a.pause)
         start = time.perf_counter()
         r = ws.push_cuda(tensors, version="ipc-4b" if i == rounds - 1 else f"ipc-4b-{i}",
                          target=a.target)

@@ -35,10 +35,12 @@ echo "== engine-side read"
 python3 tools/gpu/engine_read.py /dev/shm/ws/ipc-4b 2>&1 | tee -a "$out/push-cuda.txt"
 grep -E "WARN|SEVERE|Exception" /tmp/serve.log | head -5
 pkill -f "WeightsyncCommand serve"; sleep 3; rm -rf /dev/shm/ws
-echo "== --staging-reuse" | tee -a "$out/push-cuda.txt"
+echo "== --staging-reuse, back to back, then PAUSE s (default 2) between versions (a training step)" | tee -a "$out/push-cuda.txt"
 start cuda --staging-reuse
 python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds "${ROUNDS:-20}" \
   --metrics http://127.0.0.1:9464/metrics 2>&1 | tee -a "$out/push-cuda.txt"
+python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds "${ROUNDS:-20}" \
+  --pause "${PAUSE:-2}" --metrics http://127.0.0.1:9464/metrics 2>&1 | tee -a "$out/push-cuda.txt"
 W compare -q /dev/shm/bytes-reference /dev/shm/ws/ipc-4b 2>&1 | tail -2 | tee -a "$out/push-cuda.txt"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())" | grep -E "^weightsync_staging_(reusable_)?bytes" | tee -a "$out/push-cuda.txt"
 df -h /dev/shm | tail -1 | tee -a "$out/push-cuda.txt"

@@ -136,9 +136,6 @@ public final class ReusableShards implements StagingSpace.Spare {
     if (t == null) {
       return null;
     }
-    if (t.mapping() != null) {
-      t.mapping().handOver();
-    }
     try {
       Files.move(folder.resolve(name), shard, StandardCopyOption.ATOMIC_MOVE);
     } catch (IOException | RuntimeException e) {

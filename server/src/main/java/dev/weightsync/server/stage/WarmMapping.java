@@ -32,7 +32,6 @@ final class WarmMapping {
   private final long length;
   private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   private boolean unmapped; // guarded by lock
-  private volatile boolean handedOver;
 
   private WarmMapping(List<MappedByteBuffer> windows, long length) {
     this.windows = windows;
@@ -60,14 +59,14 @@ final class WarmMapping {
   }
 
   /**
-   * Faults the pages in, a step at a time; stops early once the mapping was handed to a shard
-   * (which then faults in the rest as it writes) or unmapped.
+   * Faults the pages in, a step at a time, until done or unmapped. It may still run once a shard
+   * took the mapping over: it only reads, so it only faults in pages ahead of the shard's copies.
    */
   void load() {
     for (MappedByteBuffer w : windows) {
       for (int at = 0; at < w.capacity(); at += LOAD_STEP) {
-        if (handedOver || !lock.readLock().tryLock()) {
-          return; // tryLock fails only while unmapping
+        if (!lock.readLock().tryLock()) {
+          return; // fails only while unmapping
         }
         try {
           if (unmapped) {
@@ -79,11 +78,6 @@ final class WarmMapping {
         }
       }
     }
-  }
-
-  /** The mapping now belongs to a shard being written: the loader leaves it. */
-  void handOver() {
-    handedOver = true;
   }
 
   /**
