@@ -255,6 +255,7 @@ class KubernetesManifestsIT {
     assertThat(config.role()).isEqualTo(Role.BOTH);
     assertThat(config.device()).as("every GPU of the claim, each rank's buckets on their own;"
         + " no GPU stops the sidecar at start").isEqualTo("cuda:all");
+    assertThat(config.stagingReuse()).as("push_cuda stages into kept pages").isTrue();
     // The driver opens a CUDA IPC handle only in a process whose PID differs from the exporter's:
     // one PID namespace for the pod. Its containers share the IPC namespace already.
     assertThat(trainer.getShareProcessNamespace()).isTrue();

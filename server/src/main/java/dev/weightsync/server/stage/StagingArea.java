@@ -111,12 +111,8 @@ public final class StagingArea {
       throw new IllegalArgumentException("version '" + version + "' does not name a folder in "
           + root);
     }
-    if (Files.exists(target)) { // replaced: its files go as a pruned version's do
-      try {
-        reusable.keep(List.of(target));
-      } finally {
-        CheckpointConverter.deleteTree(target);
-      }
+    if (Files.exists(target)) { // replaced: it goes as a pruned version does
+      discard(List.of(target));
     }
     permissions.applyTree(temporary); // before the rename: readable by the engine from the start
     Files.move(temporary, target, StandardCopyOption.ATOMIC_MOVE);
@@ -145,13 +141,25 @@ public final class StagingArea {
         kept.add(version);
       }
     }
-    if (pruned.isEmpty()) {
-      return;
-    }
+    discard(pruned);
+  }
+
+  /**
+   * Takes published folders out of use: each is first renamed to a temporary name, so that no
+   * crash can leave a half-emptied folder that looks published (emptying a folder makes it the
+   * newest by time), then its shard files are kept for reuse and the rest deleted.
+   */
+  private void discard(List<Path> published) throws IOException {
+    List<Path> retired = new java.util.ArrayList<>();
     try {
-      reusable.keep(pruned);
-    } finally { // what was not kept goes: a version is never left half-pruned
-      for (Path p : pruned) {
+      for (Path p : published) {
+        Path to = root.resolve(TMP_PREFIX + "retired-" + p.getFileName() + "-" + System.nanoTime());
+        Files.move(p, to, StandardCopyOption.ATOMIC_MOVE);
+        retired.add(to);
+      }
+      reusable.keep(retired);
+    } finally { // what was not kept goes, now or (after a crash) at the next start
+      for (Path p : retired) {
         CheckpointConverter.deleteTree(p);
       }
     }
