@@ -95,13 +95,18 @@ class StagingAreaTest {
     assertThat(Files.size(root.resolve(".reusable/model.safetensors"))).isEqualTo(10);
   }
 
-  @Test
-  void aRestartKeepsNoFilesForReuseWhetherReuseIsOnOrOff() throws Exception {
-    StagingArea area = new StagingArea(root, 1, FolderPermissions.DEFAULT, true);
+  /** An area keeping one version, after versions 1 and 2 (64-byte shards) and a prune. */
+  private StagingArea prunedAfterTwoVersions(boolean reuse) throws Exception {
+    StagingArea area = new StagingArea(root, 1, FolderPermissions.DEFAULT, reuse);
     version("1", 100, 64);
     version("2", 200, 64);
     area.prune();
-    assertThat(area.reusable().bytes()).isEqualTo(64);
+    return area;
+  }
+
+  @Test
+  void aRestartKeepsNoFilesForReuseWhetherReuseIsOnOrOff() throws Exception {
+    assertThat(prunedAfterTwoVersions(true).reusable().bytes()).isEqualTo(64);
     assertThat(new StagingArea(root, 1, FolderPermissions.DEFAULT, true).reusable().bytes())
         .isZero();
     assertThat(left()).containsExactly(".reusable", "2");
@@ -111,10 +116,7 @@ class StagingAreaTest {
 
   @Test
   void withoutReusePrunedVersionsAreDeletedWhole() throws Exception {
-    StagingArea area = new StagingArea(root, 1, FolderPermissions.DEFAULT, false);
-    version("1", 100, 64);
-    version("2", 200, 64);
-    area.prune();
+    StagingArea area = prunedAfterTwoVersions(false);
     assertThat(left()).containsExactly("2");
     assertThat(area.reusable().bytes()).isZero();
   }
