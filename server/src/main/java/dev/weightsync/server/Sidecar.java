@@ -66,6 +66,12 @@ import java.util.logging.Logger;
 public final class Sidecar implements AutoCloseable {
 
   private static final Logger LOG = Logger.getLogger(Sidecar.class.getName());
+  /**
+   * {@code -Dweightsync.staging.pageLock=false} keeps the GPU from locking kept files' pages, so
+   * results go through its pinned slots: for measuring what the direct copies save
+   * (tools/gpu/push-cuda.sh).
+   */
+  static final String PAGE_LOCK_PROPERTY = "weightsync.staging.pageLock";
 
   private final SidecarConfig config;
   private final Quantizer quantizer;
@@ -140,6 +146,9 @@ public final class Sidecar implements AutoCloseable {
           config.gpuSlots(), config.bytesGpuOrdinal());
     }
     this.quantizer = choice.quantizer();
+    if (!"false".equals(System.getProperty(PAGE_LOCK_PROPERTY))) {
+      staging.reusable().lockPagesWith(quantizer.pageLocker());
+    }
     PipelineClock clock = PipelineClock.system();
     this.coordinator = new VersionCoordinator(staging, new VersionDelivery(staging, scheme,
         baseConfig, deliverTo, config.policy() == Policy.QUORUM
@@ -171,6 +180,9 @@ public final class Sidecar implements AutoCloseable {
     io.micrometer.core.instrument.Gauge.builder("weightsync.staging.reusable.bytes",
         staging.reusable(), ReusableShards::bytes).description("Staging bytes of pruned versions'"
         + " shard files kept for the next version (staging-reuse)").register(registry);
+    io.micrometer.core.instrument.FunctionCounter.builder("weightsync.staging.direct.bytes",
+        staging.reusable(), ReusableShards::directBytes).description("Bytes the GPU copied"
+        + " straight into kept shard files' page-locked pages (staging-reuse)").register(registry);
     CudaIpcReader ipc = CudaIpcReader.of(quantizer);
     if (ipc != null) {
       io.micrometer.core.instrument.Gauge.builder("weightsync.cuda.ipc.open.handles", ipc,
@@ -348,6 +360,7 @@ public final class Sidecar implements AutoCloseable {
     shutdownReport = coordinator.close(Duration.ofNanos(Math.max(0, deadline - System.nanoTime())));
     service.close();
     workers.shutdownNow();
+    staging.reusable().close(); // unlocks the kept files' pages while the GPU is still there
     quantizer.close();
     if (relay != null) {
       relay.close();

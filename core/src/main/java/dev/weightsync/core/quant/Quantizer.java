@@ -1,5 +1,6 @@
 package dev.weightsync.core.quant;
 
+import dev.weightsync.core.tensor.PageLocker;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import java.io.IOException;
@@ -41,6 +42,14 @@ public interface Quantizer extends AutoCloseable {
     } catch (IOException | RuntimeException e) {
       return CompletableFuture.failedFuture(e);
     }
+  }
+
+  /**
+   * Page-locks host memory for this quantizer's device, so that it copies results straight into
+   * a sink's memory ({@link dev.weightsync.core.tensor.TensorSink#direct}); none for the CPU.
+   */
+  default PageLocker pageLocker() {
+    return PageLocker.NONE;
   }
 
   @Override

@@ -4,6 +4,7 @@ import dev.weightsync.core.quant.Failures;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.tensor.PageLocker;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import java.io.IOException;
@@ -46,6 +47,12 @@ public final class FallbackQuantizer implements Quantizer {
   @Override
   public String device() {
     return failure == null ? gpu.device() : cpu.device();
+  }
+
+  /** The GPU's page locks while it works; none once the CPU has taken over. */
+  @Override
+  public PageLocker pageLocker() {
+    return region -> failure == null ? gpu.pageLocker().lock(region) : null;
   }
 
   @Override

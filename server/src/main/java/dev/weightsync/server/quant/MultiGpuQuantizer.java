@@ -4,6 +4,7 @@ import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.tensor.PageLocker;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import java.io.IOException;
@@ -147,6 +148,24 @@ public final class MultiGpuQuantizer implements Quantizer, CudaIpcReader {
   /** GPUs opened so far (each holds a context and its slots). */
   public int opened() {
     return (int) gpus.stream().filter(Gpu::isOpen).count();
+  }
+
+  /**
+   * Page locks by the first open GPU that takes them: they are portable, so every GPU copies
+   * into the memory directly. None before a GPU is open.
+   */
+  @Override
+  public PageLocker pageLocker() {
+    return region -> {
+      for (Gpu g : gpus) {
+        FallbackQuantizer q = g.isOpen() ? g.quantizer() : null;
+        PageLocker.Locked l = q == null ? null : q.pageLocker().lock(region);
+        if (l != null) {
+          return l;
+        }
+      }
+      return null;
+    };
   }
 
   @Override

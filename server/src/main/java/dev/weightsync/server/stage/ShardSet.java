@@ -1,5 +1,6 @@
 package dev.weightsync.server.stage;
 
+import dev.weightsync.core.tensor.DirectRegion;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSpec;
 import java.io.Closeable;
@@ -74,6 +75,29 @@ public final class ShardSet implements TensorSink, Closeable {
     int n = data.remaining();
     spoolOf(name).write(name, offset, data);
     written.addAndGet(n);
+  }
+
+  /** See {@link ShardSpool#direct}; a region released as written counts as written here. */
+  @Override
+  public DirectRegion direct(String name, long offset, long length) {
+    DirectRegion r = spoolOf(name).direct(name, offset, length);
+    if (r == null) {
+      return null;
+    }
+    return new DirectRegion() {
+      @Override
+      public ByteBuffer memory() {
+        return r.memory();
+      }
+
+      @Override
+      public void release(boolean isWritten) {
+        r.release(isWritten);
+        if (isWritten) {
+          written.addAndGet(length);
+        }
+      }
+    };
   }
 
   /** Writes bytes that lie in several buffers, in order, at {@code offset} of tensor {@code name}. */

@@ -2,6 +2,7 @@ package dev.weightsync.server.stage;
 
 import dev.weightsync.core.safetensors.SafetensorsEntry;
 import dev.weightsync.core.safetensors.SafetensorsHeader;
+import dev.weightsync.core.tensor.DirectRegion;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSpec;
 import dev.weightsync.core.tensor.Unmapper;
@@ -34,7 +35,8 @@ import java.util.Map;
  * <p>The file may be a pruned version's shard of the same name ({@link ReusableShards}): every
  * byte a reader sees is written again (the regions of all tensors, the whole header reserve) and
  * the file is cut to its new length when finished, so nothing of the old version remains. Large
- * writes then copy into the kept file's mapping ({@link WarmMapping}) where it covers them.
+ * writes then copy into the kept file's mapping ({@link WarmMapping}) where it covers them, and a
+ * GPU copies results straight into it where it is page-locked ({@link #direct}).
  */
 public final class ShardSpool implements TensorSink, Closeable {
 
@@ -44,10 +46,14 @@ public final class ShardSpool implements TensorSink, Closeable {
   static final int MAPPED_WRITE_BYTES = 1 << 20;
 
   private final Path path;
+  private final ReusableShards reusable;
   private final FileChannel channel;
   private final long takenOverBytes;
-  /** The taken-over file's mapping, its pages faulted in ahead; null for a new file. */
-  private final WarmMapping warm;
+  /**
+   * The taken-over file's mapping, its pages faulted in ahead; null for a new file, and once
+   * handed to {@link ReusableShards#retire} to unmap.
+   */
+  private volatile WarmMapping warm;
   private final List<SafetensorsEntry> entries = new ArrayList<>();
   private final Map<String, SafetensorsEntry> byName = new HashMap<>();
   private long dataLength;
@@ -55,6 +61,7 @@ public final class ShardSpool implements TensorSink, Closeable {
   /** A new shard file at {@code path}, or the file {@code reusable} keeps under its name. */
   public ShardSpool(Path path, ReusableShards reusable) throws IOException {
     this.path = path;
+    this.reusable = reusable;
     ReusableShards.Taken kept = reusable.takeOver(path);
     this.takenOverBytes = kept == null ? 0 : kept.size();
     this.warm = kept == null ? null : kept.mapping();
@@ -161,7 +168,8 @@ public final class ShardSpool implements TensorSink, Closeable {
   public void write(String name, long offset, ByteBuffer data) throws IOException {
     long position = position(name, offset, data.remaining());
     if (data.remaining() >= MAPPED_WRITE_BYTES) {
-      if (warm != null && warm.copy(position, data)) {
+      WarmMapping w = warm;
+      if (w != null && w.copy(position, data)) {
         return;
       }
       MappedByteBuffer region = channel.map(FileChannel.MapMode.READ_WRITE, position,
@@ -178,10 +186,26 @@ public final class ShardSpool implements TensorSink, Closeable {
     }
   }
 
+  /**
+   * The kept file's page-locked mapping of {@code length} bytes at {@code offset} of tensor
+   * {@code name}, for a device to copy into; null where there is none.
+   */
+  @Override
+  public DirectRegion direct(String name, long offset, long length) {
+    long position = position(name, offset, length);
+    WarmMapping w = warm;
+    return w == null ? null : w.direct(position, length);
+  }
+
   /** Writes the header, forces the file to disk and closes it. */
   public synchronized void finish() throws IOException {
     byte[] header = SafetensorsHeader.serialize(entries, Map.of("format", "pt"));
-    unmapWarm(); // every write is done; and the file may be cut below the mapping's end
+    if (warm != null && warm.length() <= HEADER_RESERVE + dataLength) {
+      reusable.retire(warm); // every write is done, and the file is not cut below the mapping
+      warm = null;
+    } else {
+      unmapWarm(); // the file is cut below the mapping's end: no page of it may stay mapped
+    }
     try {
       if (8 + header.length <= HEADER_RESERVE) {
         ByteBuffer head = ByteBuffer.allocate(HEADER_RESERVE).order(ByteOrder.LITTLE_ENDIAN);
@@ -229,8 +253,9 @@ public final class ShardSpool implements TensorSink, Closeable {
   }
 
   private void unmapWarm() {
-    if (warm != null) {
-      warm.unmap();
+    WarmMapping w = warm;
+    if (w != null) {
+      w.unmap();
     }
   }
 }

@@ -1,5 +1,7 @@
 package dev.weightsync.server.stage;
 
+import dev.weightsync.core.tensor.DirectRegion;
+import dev.weightsync.core.tensor.PageLocker;
 import dev.weightsync.core.tensor.Unmapper;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -9,6 +11,8 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -18,8 +22,13 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * write), so reading one byte a page is enough. A copy into a fresh mapping instead faults once
  * per 4 KiB page, and that, not the copy, was most of a staged write's time.
  *
- * <p>Unmapping waits for copies and loads in flight (a read-write lock) and makes later ones
- * refuse, so no thread ever touches a mapping that is gone (which would crash the JVM).
+ * <p>The windows may also be page-locked for a GPU ({@link #lock}), which then copies results
+ * into them directly ({@link #direct}), skipping its pinned buffers and the host copy out of them.
+ * They are unlocked before they are unmapped.
+ *
+ * <p>Unmapping waits for copies, loads, locks and direct regions in flight (a read-write lock)
+ * and makes later ones refuse, so no thread ever touches a mapping that is gone (which would
+ * crash the JVM), and no device copies into one.
  */
 final class WarmMapping {
 
@@ -30,16 +39,25 @@ final class WarmMapping {
 
   private final List<MappedByteBuffer> windows;
   private final long length;
+  /** Each window's page lock, or null while it has none; set under the read lock. */
+  private final AtomicReferenceArray<PageLocker.Locked> locks;
+  /** Where the bytes copied in by a device through {@link #direct} are counted. */
+  private final LongAdder directBytes;
   private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   private boolean unmapped; // guarded by lock
 
-  private WarmMapping(List<MappedByteBuffer> windows, long length) {
+  private WarmMapping(List<MappedByteBuffer> windows, long length, LongAdder directBytes) {
     this.windows = windows;
     this.length = length;
+    this.locks = new AtomicReferenceArray<>(windows.size());
+    this.directBytes = directBytes;
   }
 
-  /** Maps the first {@code length} bytes of {@code file} (which holds at least that many). */
-  static WarmMapping of(Path file, long length) throws IOException {
+  /**
+   * Maps the first {@code length} bytes of {@code file} (which holds at least that many); bytes
+   * copied in through {@link #direct} are added to {@code directBytes}.
+   */
+  static WarmMapping of(Path file, long length, LongAdder directBytes) throws IOException {
     List<MappedByteBuffer> windows = new ArrayList<>();
     try (FileChannel c = FileChannel.open(file, StandardOpenOption.READ,
         StandardOpenOption.WRITE)) {
@@ -50,7 +68,7 @@ final class WarmMapping {
       windows.forEach(Unmapper::unmap);
       throw e;
     }
-    return new WarmMapping(windows, length);
+    return new WarmMapping(windows, length, directBytes);
   }
 
   /** Bytes mapped. */
@@ -110,12 +128,82 @@ final class WarmMapping {
     }
   }
 
-  /** Unmaps every window, once copies and loads in flight are done; idempotent. */
+  /**
+   * Page-locks the windows with {@code locker}, one at a time, until done or unmapped; windows it
+   * refuses stay unlocked (their writes are copied in by {@link #copy}). Returns the bytes locked.
+   */
+  long lock(PageLocker locker) {
+    long locked = 0;
+    for (int i = 0; i < windows.size(); i++) {
+      if (!lock.readLock().tryLock()) {
+        return locked; // fails only while unmapping
+      }
+      try {
+        if (unmapped) {
+          return locked;
+        }
+        PageLocker.Locked l = locker.lock(windows.get(i));
+        if (l != null) {
+          locks.set(i, l);
+          locked += windows.get(i).capacity();
+        }
+      } finally {
+        lock.readLock().unlock();
+      }
+    }
+    return locked;
+  }
+
+  /**
+   * The mapped memory of {@code n} bytes at {@code position} of the file, for a device to copy
+   * into, when it lies in one page-locked window; null otherwise, or when the mapping is going.
+   * Unmapping waits until the region is released, which must happen on the thread that took it.
+   */
+  DirectRegion direct(long position, long n) {
+    if (position < 0 || n <= 0 || position + n > length
+        || position / WINDOW != (position + n - 1) / WINDOW) {
+      return null;
+    }
+    int w = (int) (position / WINDOW);
+    if (locks.get(w) == null || !lock.readLock().tryLock()) {
+      return null;
+    }
+    if (unmapped) {
+      lock.readLock().unlock();
+      return null;
+    }
+    ByteBuffer memory = windows.get(w).slice((int) (position % WINDOW), (int) n);
+    return new DirectRegion() {
+      @Override
+      public ByteBuffer memory() {
+        return memory;
+      }
+
+      @Override
+      public void release(boolean written) {
+        if (written) {
+          directBytes.add(n);
+        }
+        lock.readLock().unlock();
+      }
+    };
+  }
+
+  /**
+   * Unlocks and unmaps every window, once copies, loads and direct regions in flight are done;
+   * idempotent.
+   */
   void unmap() {
     lock.writeLock().lock();
     try {
       if (!unmapped) {
         unmapped = true;
+        for (int i = 0; i < windows.size(); i++) {
+          PageLocker.Locked l = locks.getAndSet(i, null);
+          if (l != null) {
+            l.unlock(); // before the unmap: the device's lock holds the pages
+          }
+        }
         windows.forEach(Unmapper::unmap);
       }
     } finally {

@@ -3,6 +3,7 @@ package dev.weightsync.server.quant;
 import dev.weightsync.core.quant.CpuQuantizer;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.tensor.PageLocker;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
@@ -93,6 +94,8 @@ final class FakeGpus implements GpuDevices {
     final AtomicInteger tensors = new AtomicInteger();
     final AtomicInteger buckets = new AtomicInteger();
     final AtomicInteger handles = new AtomicInteger();
+    /** Regions page-locked through this device and not yet unlocked. */
+    final AtomicInteger pageLocks = new AtomicInteger();
     volatile boolean closed;
     private final CpuQuantizer cpu = new CpuQuantizer(1);
 
@@ -123,6 +126,18 @@ final class FakeGpus implements GpuDevices {
             + ": CUDA_ERROR_ILLEGAL_ADDRESS", null);
       }
       return cpu.quantize(plan, source, sink);
+    }
+
+    /** Locks anything while open, as the driver pins a mapping. */
+    @Override
+    public PageLocker pageLocker() {
+      return region -> {
+        if (closed) {
+          return null;
+        }
+        pageLocks.incrementAndGet();
+        return pageLocks::decrementAndGet;
+      };
     }
 
     @Override

@@ -91,6 +91,32 @@ class MultiGpuQuantizerTest {
     assertThat(gpus.opened).allMatch(d -> d.closed);
   }
 
+  /**
+   * Staged pages are locked by a GPU already open (portable locks serve every GPU), none before
+   * one is; and not by a GPU whose work has moved to the CPU.
+   */
+  @Test
+  void pagesAreLockedByAnOpenGpuThatStillWorks() throws Exception {
+    FakeGpus gpus = new FakeGpus(UUIDS);
+    try (MultiGpuQuantizer q = new MultiGpuQuantizer(gpus, 1, true, 2)) {
+      ByteBuffer staged = ByteBuffer.allocateDirect(4096);
+      assertThat(q.pageLocker().lock(staged)).as("no GPU is open yet").isNull();
+      assertThat(q.opened()).as("locking opens none").isZero();
+      try (CudaIpcReader.Session s = q.openSession()) {
+        readBucket(s, gpus, UUIDS[2], weights(2));
+      }
+      var locked = q.pageLocker().lock(staged);
+      assertThat(locked).isNotNull();
+      assertThat(gpus.device(2).pageLocks.get()).isEqualTo(1);
+      locked.unlock();
+      assertThat(gpus.device(2).pageLocks.get()).isZero();
+
+      gpus.broken.add(2);
+      q.quantize(PLAN, TensorSource.of(weights(1)), new PlanSink(PLAN)); // the CPU takes over
+      assertThat(q.pageLocker().lock(staged)).as("cuda:2 has failed").isNull();
+    }
+  }
+
   @Test
   void aBucketOnAGpuThisSidecarCannotSeeIsRefusedNamingTheOnesItCan() throws Exception {
     FakeGpus gpus = new FakeGpus(UUIDS[0], UUIDS[1]);

@@ -11,6 +11,7 @@ import dev.weightsync.core.quant.NonFiniteScan;
 import dev.weightsync.core.quant.OutputLayout;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.tensor.DirectRegion;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
@@ -39,8 +40,11 @@ import jcuda.driver.CUhostFn;
  * <p>The owner thread only queues asynchronous work here. A worker learns that a band is done
  * from a host function queued after it on its stream, and then writes the band's outputs to the
  * sink from the slot's pinned buffers; the pass-through pieces of a CUDA bucket come out the same
- * way. Synchronous copies on the owner thread remain only where a tensor fails (showing the
- * element that is not finite) and for the small tensors of a bucket the kernels do not take.
+ * way. Where the sink offers the output's place in page-locked memory ({@link TensorSink#direct}:
+ * a kept staged file), the band's output is copied there instead, straight from the device, and
+ * the worker only releases the region: one host copy less. Synchronous copies on the owner
+ * thread remain only where a tensor fails (showing the element that is not finite) and for the
+ * small tensors of a bucket the kernels do not take.
  */
 final class BandPipeline {
 
@@ -59,7 +63,8 @@ final class BandPipeline {
    * device memory ({@code deviceIn}, a trainer's bucket) read in place.
    */
   private record Band(Slot slot, long row0, int rows, ByteBuffer window, CUdeviceptr deviceIn,
-                      long blocks, long outBytes, long scaleBytes, CompletableFuture<Void> done) {}
+                      DirectRegion direct, long blocks, long outBytes, long scaleBytes,
+                      CompletableFuture<Void> done) {}
 
   private final CudaContext cuda;
   private final SlotPool slots;
@@ -102,7 +107,7 @@ final class BandPipeline {
           total = total.plus(finish(plan, inFlight.removeFirst(), sink));
           slot = inFlight.isEmpty() ? slots.take() : slots.poll();
         }
-        inFlight.add(start(plan, slot, r0, rows, window, at));
+        inFlight.add(start(plan, slot, r0, rows, window, at, sink));
         if (inFlight.size() >= BANDS_IN_FLIGHT) {
           total = total.plus(finish(plan, inFlight.removeFirst(), sink));
         }
@@ -117,6 +122,9 @@ final class BandPipeline {
         } catch (RuntimeException ignored) {
           // the error that got us here is the one to report
         }
+        if (b.direct() != null) {
+          b.direct().release(false);
+        }
         slots.giveBack(b.slot());
       }
     }
@@ -125,36 +133,50 @@ final class BandPipeline {
   }
 
   /**
-   * Copies a piece of a pass-through tensor in device memory out through a slot, checking it
-   * for values that are not finite.
+   * Copies a piece of a pass-through tensor in device memory out through a slot (or straight
+   * into the sink's memory where it offers it), checking it for values that are not finite.
    */
   QuantError copyOut(TensorSpec in, CUdeviceptr from, long offset, long n, TensorSink sink)
       throws IOException, InterruptedException {
-    Slot s = slots.take();
+    DirectRegion direct = sink.direct(in.name(), offset, n);
+    boolean written = false;
+    Slot s = null;
     try {
+      s = slots.take();
+      Slot slot = s;
+      Pointer to = direct != null ? Pointer.to(direct.memory()) : slot.hIn;
       CompletableFuture<Void> done = new CompletableFuture<>();
       cuda.call(() -> {
-        cuMemcpyDtoHAsync(s.hIn, from, n, s.stream);
-        cuLaunchHostFunc(s.stream, DONE, done);
+        cuMemcpyDtoHAsync(to, from, n, slot.stream);
+        cuLaunchHostFunc(slot.stream, DONE, done);
         return null;
       });
-      await(s, done);
-      ByteBuffer bytes = s.in.duplicate().clear().limit((int) n).slice()
-          .order(ByteOrder.LITTLE_ENDIAN);
+      await(slot, done);
+      ByteBuffer bytes = (direct != null ? direct.memory().duplicate()
+          : slot.in.duplicate().clear().limit((int) n).slice()).order(ByteOrder.LITTLE_ENDIAN);
       NonFiniteScan.check(in.name(), in.dtype(), bytes, offset / in.dtype().byteSize());
-      sink.write(in.name(), offset, bytes);
+      if (direct == null) {
+        sink.write(in.name(), offset, bytes);
+      }
+      written = true;
       return QuantError.NONE;
     } finally {
-      slots.giveBack(s);
+      if (direct != null) {
+        direct.release(written);
+      }
+      if (s != null) {
+        slots.giveBack(s);
+      }
     }
   }
 
   /**
    * Enqueues one band on its slot's stream: copy in (none for a device source), kernel, copies
-   * out. Returns at once.
+   * out (the output straight into the sink's memory where it offers it). Returns at once.
    */
   private Band start(TensorPlan plan, Slot slot, long r0, int rows, ByteBuffer window,
-      CUdeviceptr deviceIn) {
+      CUdeviceptr deviceIn, TensorSink sink) {
+    DirectRegion direct = null;
     boolean enqueued = false;
     try {
       int k = Math.toIntExact(plan.input().cols());
@@ -169,44 +191,55 @@ final class BandPipeline {
         from = slot.in.slice();
       }
       CUdeviceptr input = deviceIn != null ? deviceIn : slot.dIn;
+      long outBytes;
+      long scaleBytes;
+      if (plan instanceof TensorPlan.Fp8Block) {
+        outBytes = (long) rows * k;
+        scaleBytes = 4L * Kernels.fp8Tiles(rows, k);
+      } else {
+        outBytes = (long) rows * k / 2;
+        scaleBytes = 2L * rows * (k / ((TensorPlan.Int4Group) plan).groupSize());
+      }
+      direct = sink.direct(plan.outputs().get(0).name(), OutputLayout.offsetsAtRow(plan, r0)[0],
+          outBytes);
+      Pointer outTo = direct != null ? Pointer.to(direct.memory()) : slot.hOut;
+      DirectRegion region = direct;
       Band band = cuda.call(() -> {
         if (from != null) {
           cuMemcpyHtoDAsync(slot.dIn, Pointer.to(from), from.remaining(), slot.stream);
         }
         cuMemsetD32Async(slot.dFlag, 0, 1, slot.stream);
-        long blocks;
-        long outBytes;
-        long scaleBytes;
-        if (plan instanceof TensorPlan.Fp8Block f) {
-          blocks = kernels.launchFp8(slot, input, rows, k, f.ue8m0());
-          outBytes = (long) rows * k;
-          scaleBytes = 4L * Kernels.fp8Tiles(rows, k);
-        } else {
-          int g = ((TensorPlan.Int4Group) plan).groupSize();
-          blocks = kernels.launchInt4(slot, input, rows, k, g);
-          outBytes = (long) rows * k / 2;
-          scaleBytes = 2L * rows * (k / g);
-        }
-        cuMemcpyDtoHAsync(slot.hOut, slot.dOut, outBytes, slot.stream);
+        long blocks = plan instanceof TensorPlan.Fp8Block f
+            ? kernels.launchFp8(slot, input, rows, k, f.ue8m0())
+            : kernels.launchInt4(slot, input, rows, k, ((TensorPlan.Int4Group) plan).groupSize());
+        cuMemcpyDtoHAsync(outTo, slot.dOut, outBytes, slot.stream);
         cuMemcpyDtoHAsync(slot.hScales, slot.dScales, scaleBytes, slot.stream);
         cuMemcpyDtoHAsync(slot.hPartials, slot.dPartials, blocks * 3 * Sizeof.DOUBLE, slot.stream);
         cuMemcpyDtoHAsync(slot.hFlag, slot.dFlag, Sizeof.INT, slot.stream);
         CompletableFuture<Void> done = new CompletableFuture<>();
         cuLaunchHostFunc(slot.stream, DONE, done);
-        return new Band(slot, r0, rows, window, deviceIn, blocks, outBytes, scaleBytes, done);
+        return new Band(slot, r0, rows, window, deviceIn, region, blocks, outBytes, scaleBytes,
+            done);
       });
       enqueued = true;
       return band;
     } finally {
       if (!enqueued) {
+        if (direct != null) {
+          direct.release(false);
+        }
         slots.giveBack(slot);
       }
     }
   }
 
-  /** Waits for a band, writes its outputs to the sink and frees its slot. */
+  /**
+   * Waits for a band, writes its outputs to the sink (or releases the region the device wrote
+   * its output to) and frees its slot.
+   */
   private QuantError finish(TensorPlan plan, Band b, TensorSink sink) throws IOException {
     Slot s = b.slot();
+    boolean copied = false;
     try {
       await(s, b.done());
       TensorSpec in = plan.input();
@@ -215,13 +248,19 @@ final class BandPipeline {
         NonFiniteScan.check(in.name(), in.dtype(), hostBytes(b, k), b.row0() * k); // the element
         throw new IllegalStateException("the GPU flagged a non-finite value the CPU scan missed");
       }
+      copied = true;
       QuantError e = Kernels.partials(s, b.blocks(), b.rows() * k, slots.partialsCapacity());
       List<TensorSpec> outs = plan.outputs();
       long[] at = OutputLayout.offsetsAtRow(plan, b.row0());
-      sink.write(outs.get(0).name(), at[0], s.out.slice(0, (int) b.outBytes()));
+      if (b.direct() == null) {
+        sink.write(outs.get(0).name(), at[0], s.out.slice(0, (int) b.outBytes()));
+      }
       sink.write(outs.get(1).name(), at[1], s.scales.slice(0, (int) b.scaleBytes()));
       return e;
     } finally {
+      if (b.direct() != null) {
+        b.direct().release(copied);
+      }
       slots.giveBack(s);
     }
   }

@@ -2,6 +2,7 @@ package dev.weightsync.server.quant.cuda;
 
 import static jcuda.driver.JCudaDriver.cuCtxCreate;
 import static jcuda.driver.JCudaDriver.cuCtxDestroy;
+import static jcuda.driver.JCudaDriver.cuCtxSetCurrent;
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
 import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
 import static jcuda.driver.JCudaDriver.cuDeviceGetCount;
@@ -12,9 +13,12 @@ import static jcuda.driver.JCudaDriver.cuMemAlloc;
 import static jcuda.driver.JCudaDriver.cuMemAllocHost;
 import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemHostGetFlags;
+import static jcuda.driver.JCudaDriver.cuMemHostRegister;
+import static jcuda.driver.JCudaDriver.cuMemHostUnregister;
 import static jcuda.driver.JCudaDriver.cuModuleLoadData;
 
 import dev.weightsync.core.quant.Failures;
+import dev.weightsync.core.tensor.PageLocker;
 import dev.weightsync.server.quant.GpuFailureException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -28,6 +32,8 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.logging.Logger;
 import jcuda.CudaException;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
@@ -42,9 +48,11 @@ import jcuda.driver.JCudaDriver;
  * One GPU's CUDA context and the one thread that owns it: every CUDA call of the quantizer runs
  * there ({@link #call}), as a context is current on one thread. Also the device's name and UUID,
  * the kernels' module (the PTX built for its compute capability), and page-locked host memory
- * handed out to callers.
+ * handed out to callers, and callers' memory page-locked for the device ({@link #lockPages}).
  */
 final class CudaContext implements AutoCloseable {
+
+  private static final Logger LOG = Logger.getLogger(CudaContext.class.getName());
 
   private final ExecutorService owner = Executors.newSingleThreadExecutor(r -> {
     Thread t = new Thread(r, "weightsync-cuda");
@@ -60,6 +68,9 @@ final class CudaContext implements AutoCloseable {
   private String ptxArch;
   private int multiprocessors;
   private CUmodule module;
+  /** Page locks run on their callers' threads; closing waits for them and stops later ones. */
+  private final ReentrantReadWriteLock pageLocks = new ReentrantReadWriteLock();
+  private boolean closing; // guarded by pageLocks
 
   /**
    * Opens device {@code ordinal} and loads the kernels' PTX.
@@ -236,6 +247,47 @@ final class CudaContext implements AutoCloseable {
     });
   }
 
+  /**
+   * Page-locks {@code region} ({@code cuMemHostRegister}, portable: every context may copy into
+   * it) so that asynchronous copies from the device land in it directly; null when the driver
+   * refuses (memory it cannot pin) or the context is closed. Runs on the calling thread with the
+   * context made current there, not on the owner thread: pinning takes about 45 ms a GiB, which
+   * would hold up the queueing of every band behind it.
+   */
+  PageLocker.Locked lockPages(ByteBuffer region) {
+    pageLocks.readLock().lock();
+    try {
+      if (context == null || closing) {
+        return null;
+      }
+      cuCtxSetCurrent(context);
+      Pointer at = Pointer.to(region);
+      cuMemHostRegister(at, region.capacity(), JCudaDriver.CU_MEMHOSTREGISTER_PORTABLE);
+      return () -> unlockPages(at);
+    } catch (CudaException e) {
+      LOG.fine(() -> "cuda:" + ordinal + " could not page-lock " + region.capacity() + " bytes ("
+          + e.getMessage() + "); results are copied through the pinned slots there");
+      return null;
+    } finally {
+      pageLocks.readLock().unlock();
+    }
+  }
+
+  /** Unlocks memory locked by {@link #lockPages}; nothing once closed (that freed the locks). */
+  private void unlockPages(Pointer at) {
+    pageLocks.readLock().lock();
+    try {
+      if (!closing) {
+        cuCtxSetCurrent(context);
+        cuMemHostUnregister(at);
+      }
+    } catch (CudaException e) {
+      LOG.warning("cuda:" + ordinal + " could not unlock staged pages: " + e.getMessage());
+    } finally {
+      pageLocks.readLock().unlock();
+    }
+  }
+
   /** Whether the context was created (close frees it then). */
   boolean opened() {
     return context != null;
@@ -247,6 +299,12 @@ final class CudaContext implements AutoCloseable {
    */
   @Override
   public void close() {
+    pageLocks.writeLock().lock();
+    try {
+      closing = true;
+    } finally {
+      pageLocks.writeLock().unlock();
+    }
     try {
       if (context != null) {
         call(() -> {

@@ -7,6 +7,7 @@ import dev.weightsync.core.quant.Failures;
 import dev.weightsync.core.quant.QuantError;
 import dev.weightsync.core.quant.Quantizer;
 import dev.weightsync.core.quant.TensorPlan;
+import dev.weightsync.core.tensor.PageLocker;
 import dev.weightsync.core.tensor.TensorSink;
 import dev.weightsync.core.tensor.TensorSource;
 import dev.weightsync.core.tensor.TensorSpec;
@@ -273,6 +274,12 @@ public final class CudaQuantizer implements DeviceQuantizer {
       cuda.call(() -> cuMemcpyDtoH(Pointer.to(host), at, length));
       return cpu.quantize(plan, TensorSource.of(ByteBuffer.wrap(host)), sink);
     });
+  }
+
+  /** Locks host memory for this GPU's direct copies, on the caller's thread. */
+  @Override
+  public PageLocker pageLocker() {
+    return cuda::lockPages;
   }
 
   /** The context and first slot, for {@link CudaTimings}. */
