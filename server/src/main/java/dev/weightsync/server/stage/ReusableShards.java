@@ -52,6 +52,11 @@ public final class ReusableShards implements StagingSpace.Spare {
   private final Path folder;
   /** Kept files by shard file name. */
   private final Map<String, Taken> kept = new HashMap<>();
+  /**
+   * Mappings of finished shards by file key, kept while their files stay staged, so that a
+   * version's files are kept with their page tables filled and pages locked already.
+   */
+  private final Map<Object, WarmMapping> parked = new HashMap<>();
   /** Mappings of finished shards waiting to be unmapped by the loader. */
   private final Set<WarmMapping> retiring = ConcurrentHashMap.newKeySet();
   /** Bytes a device copied straight into kept files. */
@@ -122,20 +127,99 @@ public final class ReusableShards implements StagingSpace.Spare {
         for (Path f : s.filter(ReusableShards::isShard).toList()) {
           String name = f.getFileName().toString();
           long size = Files.size(f);
+          WarmMapping still = parked.remove(fileKey(f));
           Path at = folder.resolve(name);
           Files.move(f, at, StandardCopyOption.REPLACE_EXISTING,
               StandardCopyOption.ATOMIC_MOVE); // a part folder's names may repeat another's
-          Taken old = kept.put(name, new Taken(size, warm(at, size)));
+          Taken old = kept.put(name, new Taken(size, still != null && still.length() == size
+              ? relocked(still) : warm(at, size, still)));
           if (old != null && old.mapping() != null) {
             old.mapping().unmap(); // its file was just replaced
           }
         }
       }
     }
+    sweep();
   }
 
-  /** A mapping of a kept file, loading in the background; null when it cannot be mapped. */
-  private WarmMapping warm(Path file, long size) {
+  /**
+   * Keeps a finished shard's mapping while its file stays staged (see {@link #keep}); only for
+   * a mapping that lies within its file.
+   */
+  void park(WarmMapping m) {
+    if (m.fileKey() == null) {
+      retire(m);
+      return;
+    }
+    WarmMapping old;
+    synchronized (this) {
+      old = parked.put(m.fileKey(), m);
+    }
+    if (old != null) {
+      retire(old);
+    }
+  }
+
+  /**
+   * Unmaps, in the background, the parked mappings of files no longer staged (a dropped version,
+   * a failed part): every file a version or part folder under the staging root holds now.
+   */
+  synchronized void sweep() {
+    if (parked.isEmpty()) {
+      return;
+    }
+    Set<Object> staged = new java.util.HashSet<>();
+    try (Stream<Path> folders = Files.list(folder.getParent())) {
+      for (Path f : folders.filter(p -> !p.equals(folder) && Files.isDirectory(p)).toList()) {
+        try (Stream<Path> files = Files.list(f)) {
+          files.filter(ReusableShards::isShard).forEach(p -> staged.add(fileKey(p)));
+        } catch (IOException | java.io.UncheckedIOException e) {
+          // the folder went meanwhile: its files are not staged
+        }
+      }
+    } catch (IOException | java.io.UncheckedIOException e) {
+      LOG.warning("could not list the staging folder to free mappings: " + e.getMessage());
+      return;
+    }
+    parked.values().removeIf(m -> {
+      boolean gone = !staged.contains(m.fileKey());
+      if (gone) {
+        retire(m);
+      }
+      return gone;
+    });
+  }
+
+  /** The file's identity (device and inode), or null when it cannot be read. */
+  private static Object fileKey(Path p) {
+    try {
+      return Files.readAttributes(p, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+    } catch (IOException e) {
+      return null;
+    }
+  }
+
+  /** A parked mapping kept again: its pages are loaded; lock what is not locked yet. */
+  private WarmMapping relocked(WarmMapping m) {
+    PageLocker l = locker;
+    if (l != PageLocker.NONE) {
+      try {
+        loader.execute(() -> m.lock(l));
+      } catch (RuntimeException e) { // closed
+        // the mapping stays usable without further locks
+      }
+    }
+    return m;
+  }
+
+  /**
+   * A new mapping of a kept file, loading in the background; null when it cannot be mapped.
+   * {@code stale}: a parked mapping of the file that no longer covers it, unmapped first.
+   */
+  private WarmMapping warm(Path file, long size, WarmMapping stale) {
+    if (stale != null) {
+      stale.unmap();
+    }
     if (size == 0) {
       return null;
     }
@@ -240,6 +324,10 @@ public final class ReusableShards implements StagingSpace.Spare {
       return;
     }
     loader.shutdownNow();
+    synchronized (this) {
+      parked.values().forEach(WarmMapping::unmap);
+      parked.clear();
+    }
     retiring.forEach(WarmMapping::unmap);
     retiring.clear();
     release();

@@ -159,6 +159,7 @@ public final class ShardSet implements TensorSink, Closeable {
       s.close();
       Files.deleteIfExists(s.path());
     }
+    reusable.sweep(); // files finished before the failure may have left their mappings parked
   }
 
   @Override

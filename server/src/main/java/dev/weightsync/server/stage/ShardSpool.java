@@ -51,7 +51,7 @@ public final class ShardSpool implements TensorSink, Closeable {
   private final long takenOverBytes;
   /**
    * The taken-over file's mapping, its pages faulted in ahead; null for a new file, and once
-   * handed to {@link ReusableShards#retire} to unmap.
+   * finished and handed to {@link ReusableShards#park}.
    */
   private volatile WarmMapping warm;
   private final List<SafetensorsEntry> entries = new ArrayList<>();
@@ -200,14 +200,16 @@ public final class ShardSpool implements TensorSink, Closeable {
   /** Writes the header, forces the file to disk and closes it. */
   public synchronized void finish() throws IOException {
     byte[] header = SafetensorsHeader.serialize(entries, Map.of("format", "pt"));
-    if (warm != null && warm.length() <= HEADER_RESERVE + dataLength) {
-      reusable.retire(warm); // every write is done, and the file is not cut below the mapping
-      warm = null;
+    boolean headerFits = 8 + header.length <= HEADER_RESERVE;
+    WarmMapping keepMapped = warm;
+    if (keepMapped != null && headerFits && keepMapped.length() <= HEADER_RESERVE + dataLength) {
+      warm = null; // every write is done, and the file is not cut below the mapping: it stays
     } else {
-      unmapWarm(); // the file is cut below the mapping's end: no page of it may stay mapped
+      unmapWarm(); // the file is cut below the mapping's end, or rewritten: none may stay mapped
+      keepMapped = null;
     }
     try {
-      if (8 + header.length <= HEADER_RESERVE) {
+      if (headerFits) {
         ByteBuffer head = ByteBuffer.allocate(HEADER_RESERVE).order(ByteOrder.LITTLE_ENDIAN);
         head.putLong(HEADER_RESERVE - 8).put(header);
         while (head.hasRemaining()) {
@@ -219,10 +221,17 @@ public final class ShardSpool implements TensorSink, Closeable {
         }
         channel.truncate(HEADER_RESERVE + dataLength); // a file taken over may be longer
         channel.force(true);
+        if (keepMapped != null) {
+          reusable.park(keepMapped);
+          keepMapped = null;
+        }
       } else {
         rewriteWithHeader(header);
       }
     } finally {
+      if (keepMapped != null) {
+        keepMapped.unmap(); // the header could not be written: the part fails
+      }
       channel.close();
     }
   }

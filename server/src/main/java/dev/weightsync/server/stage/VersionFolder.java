@@ -106,5 +106,6 @@ public final class VersionFolder {
     } catch (IOException e) {
       LOG.warning("could not delete " + path + ": " + e.getMessage());
     }
+    area.reusable().sweep(); // its finished shards' mappings, parked, go with the files
   }
 }

@@ -7,8 +7,10 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicReferenceArray;
@@ -39,6 +41,12 @@ final class WarmMapping {
 
   private final List<MappedByteBuffer> windows;
   private final long length;
+  /**
+   * The file, held open while mapped, so that its inode (and {@link #fileKey}) cannot pass to
+   * another file even if this one is deleted.
+   */
+  private final FileChannel file;
+  private final Object fileKey;
   /** Each window's page lock, or null while it has none; set under the read lock. */
   private final AtomicReferenceArray<PageLocker.Locked> locks;
   /** Where the bytes copied in by a device through {@link #direct} are counted. */
@@ -46,9 +54,12 @@ final class WarmMapping {
   private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   private boolean unmapped; // guarded by lock
 
-  private WarmMapping(List<MappedByteBuffer> windows, long length, LongAdder directBytes) {
+  private WarmMapping(List<MappedByteBuffer> windows, long length, FileChannel file,
+      Object fileKey, LongAdder directBytes) {
     this.windows = windows;
     this.length = length;
+    this.file = file;
+    this.fileKey = fileKey;
     this.locks = new AtomicReferenceArray<>(windows.size());
     this.directBytes = directBytes;
   }
@@ -59,16 +70,26 @@ final class WarmMapping {
    */
   static WarmMapping of(Path file, long length, LongAdder directBytes) throws IOException {
     List<MappedByteBuffer> windows = new ArrayList<>();
-    try (FileChannel c = FileChannel.open(file, StandardOpenOption.READ,
-        StandardOpenOption.WRITE)) {
+    FileChannel c = FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE);
+    try {
+      Object key = Files.readAttributes(file, BasicFileAttributes.class).fileKey();
       for (long at = 0; at < length; at += WINDOW) {
         windows.add(c.map(FileChannel.MapMode.READ_WRITE, at, Math.min(WINDOW, length - at)));
       }
+      return new WarmMapping(windows, length, c, key, directBytes);
     } catch (IOException | RuntimeException e) {
       windows.forEach(Unmapper::unmap);
+      c.close();
       throw e;
     }
-    return new WarmMapping(windows, length, directBytes);
+  }
+
+  /**
+   * The mapped file's identity (device and inode; null where the filesystem has none), unique
+   * among the files that exist while this is mapped.
+   */
+  Object fileKey() {
+    return fileKey;
   }
 
   /** Bytes mapped. */
@@ -142,6 +163,9 @@ final class WarmMapping {
         if (unmapped) {
           return locked;
         }
+        if (locks.get(i) != null) {
+          continue; // locked before: this mapping waited as a staged version's
+        }
         PageLocker.Locked l = locker.lock(windows.get(i));
         if (l != null) {
           locks.set(i, l);
@@ -205,6 +229,11 @@ final class WarmMapping {
           }
         }
         windows.forEach(Unmapper::unmap);
+        try {
+          file.close();
+        } catch (IOException e) {
+          // nothing was written through the channel; closing it only lets the inode go
+        }
       }
     } finally {
       lock.writeLock().unlock();

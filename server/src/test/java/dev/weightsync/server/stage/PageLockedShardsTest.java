@@ -109,8 +109,12 @@ class PageLockedShardsTest {
   }
 
   private ByteBuffer stagedTensor() throws Exception {
+    return stagedTensor(TENSOR);
+  }
+
+  private ByteBuffer stagedTensor(int bytes) throws Exception {
     try (FileChannel c = FileChannel.open(root.resolve(".tmp-3/model.safetensors"))) {
-      ByteBuffer back = ByteBuffer.allocateDirect(TENSOR);
+      ByteBuffer back = ByteBuffer.allocateDirect(bytes);
       c.read(back, ShardSpool.HEADER_RESERVE);
       return back.flip();
     }
@@ -140,35 +144,67 @@ class PageLockedShardsTest {
     assertThat(stagedTensor()).isEqualTo(expected.clear());
   }
 
-  /**
-   * A shard as long as the kept file it took over (a model's shards keep their sizes) hands its
-   * mapping to the background to unlock and unmap, off the version's path; a shorter one (cut
-   * below the mapping) unmaps it before it is finished, as the test above shows.
-   */
-  @Test
-  void aShardOfTheKeptFilesLengthIsUnmappedInTheBackgroundAfterItIsFinished() throws Exception {
-    Locker locker = new Locker(false);
-    StagingArea area = keptAndLockedBy(locker);
-    int tensor = KEPT - ShardSpool.HEADER_RESERVE;
-    ShardSet set = nextShard(area, tensor);
-    ByteBuffer expected = pattern(tensor, 3);
-    DirectRegion region = set.direct("w", 0, tensor);
+  /** A shard of the kept file's length taking it over, its tensor written through the device. */
+  private ShardSet fullLengthShardWritten(StagingArea area, ByteBuffer expected) throws Exception {
+    ShardSet set = nextShard(area, expected.capacity());
+    DirectRegion region = set.direct("w", 0, expected.capacity());
     region.memory().put(expected.duplicate());
     region.release(true);
     set.finish();
-    set.close();
+    return set;
+  }
+
+  /** The address range of the one mapping of a file whose path ends so. */
+  private String rangeOf(String pathEnd) {
+    List<String> lines = mappings().stream().filter(l -> l.endsWith(pathEnd)).toList();
+    assertThat(lines).hasSize(1);
+    return lines.get(0).split(" ")[0];
+  }
+
+  private void awaitUntil(java.util.function.BooleanSupplier done) {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-    while (!mappings().isEmpty() && System.nanoTime() < deadline) {
+    while (!done.getAsBoolean() && System.nanoTime() < deadline) {
       Thread.onSpinWait();
     }
-    assertThat(mappings()).isEmpty();
+    assertThat(done.getAsBoolean()).isTrue();
+  }
+
+  /**
+   * A shard as long as the kept file it took over (a model's shards keep their sizes) keeps the
+   * mapping, locked, while its file is staged: when its version is pruned in turn, the file is
+   * kept with the same mapping, its pages mapped and locked already, nothing to redo.
+   */
+  @Test
+  void aShardOfTheKeptFilesLengthKeepsItsLockedMappingUntilItIsKeptAgain() throws Exception {
+    Locker locker = new Locker(false);
+    StagingArea area = keptAndLockedBy(locker);
+    ByteBuffer expected = pattern(KEPT - ShardSpool.HEADER_RESERVE, 3);
+    fullLengthShardWritten(area, expected).close();
+    String range = rangeOf(".tmp-3/model.safetensors");
+    assertThat(locker.mappedAtUnlock).as("still locked").isEmpty();
+    assertThat(stagedTensor(expected.capacity())).isEqualTo(expected);
+
+    Files.move(root.resolve(".tmp-3"), root.resolve("3")); // published
+    Files.setLastModifiedTime(root.resolve("3"), FileTime.fromMillis(300_000));
+    area.prune(); // prunes 2: its file is kept, in a mapping of its own, locked by the loader
+    awaitUntil(() -> locker.locked.size() == 2);
+    version("4", 400);
+    area.prune(); // prunes 3: 2's file goes, and 3's is kept with the mapping it had
+    assertThat(locker.mappedAtUnlock).as("2's file, unlocked before it went").containsExactly(true);
+    assertThat(rangeOf(".reusable/model.safetensors")).isEqualTo(range);
+    assertThat(locker.locked).as("nothing locked again").hasSize(2);
+  }
+
+  /** A parked mapping goes (unlocked first) when a failed part deletes its file. */
+  @Test
+  void aParkedMappingGoesWithItsFile() throws Exception {
+    Locker locker = new Locker(false);
+    StagingArea area = keptAndLockedBy(locker);
+    ShardSet set = fullLengthShardWritten(area, pattern(KEPT - ShardSpool.HEADER_RESERVE, 4));
+    assertThat(mappings()).isNotEmpty();
+    set.delete();
+    awaitUntil(() -> mappings().isEmpty());
     assertThat(locker.mappedAtUnlock).containsExactly(true);
-    assertThat(Files.size(root.resolve(".tmp-3/model.safetensors"))).isEqualTo(KEPT);
-    try (FileChannel c = FileChannel.open(root.resolve(".tmp-3/model.safetensors"))) {
-      ByteBuffer back = ByteBuffer.allocateDirect(tensor);
-      c.read(back, ShardSpool.HEADER_RESERVE);
-      assertThat(back.flip()).isEqualTo(expected);
-    }
   }
 
   @Test

@@ -46,7 +46,8 @@ import jcuda.driver.JCudaDriver;
 
 /**
  * One GPU's CUDA context and the one thread that owns it: every CUDA call of the quantizer runs
- * there ({@link #call}), as a context is current on one thread. Also the device's name and UUID,
+ * there ({@link #call}), as a context is current on one thread, but the page locks of staged
+ * files, which take long and run on their callers' threads ({@link #lockPages}). Also the device's name and UUID,
  * the kernels' module (the PTX built for its compute capability), and page-locked host memory
  * handed out to callers, and callers' memory page-locked for the device ({@link #lockPages}).
  */
