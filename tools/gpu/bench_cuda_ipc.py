@@ -100,14 +100,17 @@ def main():
                    " trainer's step), not timed")
     p.add_argument("--metrics", help="the sidecar's /metrics URL: its open CUDA IPC handles are"
                    " printed after (a)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the small warm-up versions (a"
+                   " sidecar warmed up already): with --staging-reuse, their shard files, of"
+                   " other sizes, would be the ones kept when they are pruned")
     a = p.parse_args()
     tensors = qwen3_4b(a.layers)
     total = sum(t.nbytes for _, t in tensors)
     print(f"{len(tensors)} tensors, {total / 1e9:.2f} GB BF16 on {torch.cuda.get_device_name()}")
 
-    # warm-up: the JIT, the bucket buffers, the handle path
-    ws.push_cuda(tensors[:40], version="warm-ipc", target=a.target)
-    ws.push(tensors[:10], version="warm-bytes", target=a.target)
+    if not a.no_warmup:  # the JIT, the bucket buffers, the handle path
+        ws.push_cuda(tensors[:40], version="warm-ipc", target=a.target)
+        ws.push(tensors[:10], version="warm-bytes", target=a.target)
 
     for s in [int(n) for n in a.streams.split(",")] if "b" in a.cases else ():
         start = time.perf_counter()

@@ -42,7 +42,7 @@ reuse_leg() {  # a title, then JVM options for the sidecar
   JOPTS="$2 -Djava.util.logging.config.file=tools/gpu/staging-fine.properties" start cuda --staging-reuse
   python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds "${ROUNDS:-20}" \
     --metrics http://127.0.0.1:9464/metrics 2>&1 | tee -a "$out/push-cuda.txt"
-  python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds "${ROUNDS:-20}" \
+  python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds "${ROUNDS:-20}" --no-warmup \
     --pause "${PAUSE:-2}" --metrics http://127.0.0.1:9464/metrics 2>&1 | tee -a "$out/push-cuda.txt"
   W compare -q /dev/shm/bytes-reference /dev/shm/ws/ipc-4b 2>&1 | tail -2 | tee -a "$out/push-cuda.txt"
   python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())" | grep -E "^weightsync_staging_(reusable_|direct_)?bytes" | tee -a "$out/push-cuda.txt"
