@@ -161,8 +161,9 @@ public final class ReusableShards implements StagingSpace.Spare {
   }
 
   /**
-   * Unmaps, in the background, the parked mappings of files no longer staged (a dropped version,
-   * a failed part): every file a version or part folder under the staging root holds now.
+   * Unmaps the parked mappings of files no longer staged (a dropped version, a failed part), at
+   * once, so that their pages go back with the files: staged are the shard files that a version
+   * or part folder under the staging root holds now.
    */
   synchronized void sweep() {
     if (parked.isEmpty()) {
@@ -184,7 +185,7 @@ public final class ReusableShards implements StagingSpace.Spare {
     parked.values().removeIf(m -> {
       boolean gone = !staged.contains(m.fileKey());
       if (gone) {
-        retire(m);
+        m.unmap(); // quick: a parked mapping has no copies in flight
       }
       return gone;
     });
