@@ -29,12 +29,15 @@ start cuda
 df -h /dev/shm | tail -1
 python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases b --streams 8 2>&1 | tee "$out/push-cuda.txt"
 cp -r /dev/shm/ws/bytes-4b-8s /dev/shm/bytes-reference  # the sidecar prunes it (--keep-versions 4)
-python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases ac --rounds "${ROUNDS:-20}" \
-  --metrics http://127.0.0.1:9464/metrics 2>&1 | tee -a "$out/push-cuda.txt"
-echo "== push_cuda folder against the byte path's"
-W compare -q /dev/shm/bytes-reference /dev/shm/ws/ipc-4b 2>&1 | tail -2 | tee -a "$out/push-cuda.txt"
-echo "== engine-side read"
-python3 tools/gpu/engine_read.py /dev/shm/ws/ipc-4b 2>&1 | tee -a "$out/push-cuda.txt"
+# LEGS=direct: only the byte path's reference and the leg with page-locked kept files
+if [ "${LEGS:-all}" = all ]; then
+  python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases ac --rounds "${ROUNDS:-20}" \
+    --metrics http://127.0.0.1:9464/metrics 2>&1 | tee -a "$out/push-cuda.txt"
+  echo "== push_cuda folder against the byte path's"
+  W compare -q /dev/shm/bytes-reference /dev/shm/ws/ipc-4b 2>&1 | tail -2 | tee -a "$out/push-cuda.txt"
+  echo "== engine-side read"
+  python3 tools/gpu/engine_read.py /dev/shm/ws/ipc-4b 2>&1 | tee -a "$out/push-cuda.txt"
+fi
 grep -E "WARN|SEVERE|Exception" /tmp/serve.log | head -5
 pkill -f "WeightsyncCommand serve"; sleep 3; rm -rf /dev/shm/ws
 reuse_leg() {  # a title, then JVM options for the sidecar
@@ -54,8 +57,9 @@ reuse_leg() {  # a title, then JVM options for the sidecar
   cp /tmp/serve.log "$out/serve-reuse-${3}.log"
   pkill -f "WeightsyncCommand serve"; sleep 3; rm -rf /dev/shm/ws
 }
-reuse_leg "pages not locked (pinned slots)" "-Dweightsync.staging.pageLock=false" slots
+[ "${LEGS:-all}" = all ] && reuse_leg "pages not locked (pinned slots)" "-Dweightsync.staging.pageLock=false" slots
 reuse_leg "pages locked (results straight into the kept files)" "" direct
+[ "${LEGS:-all}" = all ] || { pkill -f "WeightsyncCommand engine"; exit 0; }
 echo "== --device cuda:all --staging-reuse" | tee -a "$out/push-cuda.txt"
 start cuda:all --staging-reuse
 python3 tools/gpu/bench_cuda_ipc.py 127.0.0.1:50051 --cases a --rounds 6 \

@@ -25,8 +25,11 @@ import java.util.stream.Stream;
  * tmpfs already holds skips allocating and zeroing them: about twice as fast as fresh pages.
  *
  * <p>Each kept file is also mapped and its page table filled in the background
- * ({@link WarmMapping}), so that the shard taking it over copies results in without page faults;
- * the shard unmaps it when it is finished, and files freed here are unmapped first. Given a GPU's
+ * ({@link WarmMapping}), so that the shard taking it over copies results in without page faults.
+ * A shard finished as long as the mapping hands it back ({@link #park}): it stays while the file
+ * is staged, and when that version is pruned in turn the file is kept with it, nothing to redo.
+ * Files freed here are unmapped first, and parked mappings of files gone are unmapped by
+ * {@link #sweep}. Given a GPU's
  * {@link PageLocker} ({@link #lockPagesWith}), the same thread then page-locks the mapping, so
  * that the GPU copies the next version's results straight into the file's pages (see
  * {@link WarmMapping#direct}); where locking fails (a filesystem whose pages cannot be pinned) the
