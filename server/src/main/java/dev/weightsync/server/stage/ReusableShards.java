@@ -55,11 +55,8 @@ public final class ReusableShards implements StagingSpace.Spare {
   private final Path folder;
   /** Kept files by shard file name. */
   private final Map<String, Taken> kept = new HashMap<>();
-  /**
-   * Mappings of finished shards by file key, kept while their files stay staged, so that a
-   * version's files are kept with their page tables filled and pages locked already.
-   */
-  private final Map<Object, WarmMapping> parked = new HashMap<>();
+  /** Finished shards' mappings, kept while their files are staged; null when reuse is off. */
+  private final ParkedMappings parked;
   /** Mappings of finished shards waiting to be unmapped by the loader. */
   private final Set<WarmMapping> retiring = ConcurrentHashMap.newKeySet();
   /** Bytes a device copied straight into kept files. */
@@ -81,6 +78,7 @@ public final class ReusableShards implements StagingSpace.Spare {
 
   private ReusableShards(Path folder) {
     this.folder = folder;
+    this.parked = folder == null ? null : new ParkedMappings(folder.getParent(), folder);
     loader.allowCoreThreadTimeOut(true);
   }
 
@@ -130,10 +128,17 @@ public final class ReusableShards implements StagingSpace.Spare {
         for (Path f : s.filter(ReusableShards::isShard).toList()) {
           String name = f.getFileName().toString();
           long size = Files.size(f);
-          WarmMapping still = parked.remove(fileKey(f));
+          WarmMapping still = parked.take(f);
           Path at = folder.resolve(name);
-          Files.move(f, at, StandardCopyOption.REPLACE_EXISTING,
-              StandardCopyOption.ATOMIC_MOVE); // a part folder's names may repeat another's
+          try {
+            Files.move(f, at, StandardCopyOption.REPLACE_EXISTING,
+                StandardCopyOption.ATOMIC_MOVE); // a part folder's names may repeat another's
+          } catch (IOException | RuntimeException e) {
+            if (still != null) {
+              still.unmap(); // its file stays in the pruned folder, which is deleted
+            }
+            throw e;
+          }
           Taken old = kept.put(name, new Taken(size, still != null && still.length() == size
               ? relocked(still) : warm(at, size, still)));
           if (old != null && old.mapping() != null) {
@@ -150,56 +155,20 @@ public final class ReusableShards implements StagingSpace.Spare {
    * a mapping that lies within its file.
    */
   void park(WarmMapping m) {
-    if (m.fileKey() == null) {
+    if (parked == null || m.fileKey() == null) {
       retire(m);
       return;
     }
-    WarmMapping old;
-    synchronized (this) {
-      old = parked.put(m.fileKey(), m);
-    }
+    WarmMapping old = parked.park(m);
     if (old != null) {
       retire(old);
     }
   }
 
-  /**
-   * Unmaps the parked mappings of files no longer staged (a dropped version, a failed part), at
-   * once, so that their pages go back with the files: staged are the shard files that a version
-   * or part folder under the staging root holds now.
-   */
-  synchronized void sweep() {
-    if (parked.isEmpty()) {
-      return;
-    }
-    Set<Object> staged = new java.util.HashSet<>();
-    try (Stream<Path> folders = Files.list(folder.getParent())) {
-      for (Path f : folders.filter(p -> !p.equals(folder) && Files.isDirectory(p)).toList()) {
-        try (Stream<Path> files = Files.list(f)) {
-          files.filter(ReusableShards::isShard).forEach(p -> staged.add(fileKey(p)));
-        } catch (IOException | java.io.UncheckedIOException e) {
-          // the folder went meanwhile: its files are not staged
-        }
-      }
-    } catch (IOException | java.io.UncheckedIOException e) {
-      LOG.warning("could not list the staging folder to free mappings: " + e.getMessage());
-      return;
-    }
-    parked.values().removeIf(m -> {
-      boolean gone = !staged.contains(m.fileKey());
-      if (gone) {
-        m.unmap(); // quick: a parked mapping has no copies in flight
-      }
-      return gone;
-    });
-  }
-
-  /** The file's identity (device and inode), or null when it cannot be read. */
-  private static Object fileKey(Path p) {
-    try {
-      return Files.readAttributes(p, java.nio.file.attribute.BasicFileAttributes.class).fileKey();
-    } catch (IOException e) {
-      return null;
+  /** Unmaps the parked mappings of files no longer staged (see {@link ParkedMappings#sweep}). */
+  void sweep() {
+    if (parked != null) {
+      parked.sweep();
     }
   }
 
@@ -328,16 +297,13 @@ public final class ReusableShards implements StagingSpace.Spare {
       return;
     }
     loader.shutdownNow();
-    synchronized (this) {
-      parked.values().forEach(WarmMapping::unmap);
-      parked.clear();
-    }
+    parked.unmapAll();
     retiring.forEach(WarmMapping::unmap);
     retiring.clear();
     release();
   }
 
-  private static boolean isShard(Path p) {
+  static boolean isShard(Path p) {
     return p.getFileName().toString().endsWith(".safetensors") && Files.isRegularFile(p);
   }
 }
