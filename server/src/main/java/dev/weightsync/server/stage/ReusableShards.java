@@ -9,8 +9,6 @@ import java.nio.file.StandardCopyOption;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
@@ -29,11 +27,10 @@ import java.util.stream.Stream;
  * A shard finished as long as the mapping hands it back ({@link #park}): it stays while the file
  * is staged, and when that version is pruned in turn the file is kept with it, nothing to redo.
  * Files freed here are unmapped first, and parked mappings of files gone are unmapped by
- * {@link #sweep}. Given a GPU's
- * {@link PageLocker} ({@link #lockPagesWith}), the same thread then page-locks the mapping, so
- * that the GPU copies the next version's results straight into the file's pages (see
- * {@link WarmMapping#direct}); where locking fails (a filesystem whose pages cannot be pinned) the
- * results are copied in from the GPU's pinned buffers as before.
+ * {@link #sweep}. Given a GPU's {@link PageLocker} ({@link #lockPagesWith}), the same thread
+ * then page-locks the mapping, so that the GPU copies the next version's results straight into
+ * the file's pages (see {@link WarmMapping#direct}); where locking fails (a filesystem whose
+ * pages cannot be pinned) the results are copied in from the GPU's pinned buffers as before.
  *
  * <p>What it costs: the space of one pruned version stays taken between versions (the peak is
  * the same, as the next version takes the files over). A reservation that would otherwise be
@@ -57,8 +54,6 @@ public final class ReusableShards implements StagingSpace.Spare {
   private final Map<String, Taken> kept = new HashMap<>();
   /** Finished shards' mappings, kept while their files are staged; null when reuse is off. */
   private final ParkedMappings parked;
-  /** Mappings of finished shards waiting to be unmapped by the loader. */
-  private final Set<WarmMapping> retiring = ConcurrentHashMap.newKeySet();
   /** Bytes a device copied straight into kept files. */
   private final LongAdder directBytes = new LongAdder();
   private volatile PageLocker locker = PageLocker.NONE;
@@ -156,12 +151,12 @@ public final class ReusableShards implements StagingSpace.Spare {
    */
   void park(WarmMapping m) {
     if (parked == null || m.fileKey() == null) {
-      retire(m);
+      m.unmap(); // it could not be found again
       return;
     }
     WarmMapping old = parked.park(m);
     if (old != null) {
-      retire(old);
+      old.unmap();
     }
   }
 
@@ -245,27 +240,6 @@ public final class ReusableShards implements StagingSpace.Spare {
     return t;
   }
 
-  /**
-   * Unlocks and unmaps a finished shard's mapping on the loader thread, off the version's path:
-   * for the eight shards of a CUDA part that takes about 0.1 s (0.16 s with page locks) on the
-   * GPU machine, one shard after another. Only for a mapping that lies within its file.
-   */
-  void retire(WarmMapping m) {
-    retiring.add(m);
-    try {
-      loader.execute(() -> {
-        long start = System.nanoTime();
-        m.unmap();
-        retiring.remove(m);
-        LOG.fine(() -> String.format("a finished shard's mapping of %d bytes unmapped in %.3f s",
-            m.length(), (System.nanoTime() - start) / 1e9));
-      });
-    } catch (RuntimeException e) { // closed
-      m.unmap();
-      retiring.remove(m);
-    }
-  }
-
   /** Bytes of the files kept now. */
   public synchronized long bytes() {
     return kept.values().stream().mapToLong(Taken::size).sum();
@@ -298,8 +272,6 @@ public final class ReusableShards implements StagingSpace.Spare {
     }
     loader.shutdownNow();
     parked.unmapAll();
-    retiring.forEach(WarmMapping::unmap);
-    retiring.clear();
     release();
   }
 
