@@ -117,11 +117,7 @@ final class BandPipeline {
       }
     } finally {
       for (Band b : inFlight) { // after an error: wait out the GPU's use of the slot, then free it
-        try {
-          cuda.call(() -> cuStreamSynchronize(b.slot().stream));
-        } catch (RuntimeException ignored) {
-          // the error that got us here is the one to report
-        }
+        waitOut(b.slot());
         if (b.direct() != null) {
           b.direct().release(false);
         }
@@ -162,7 +158,7 @@ final class BandPipeline {
       return QuantError.NONE;
     } finally {
       if (direct != null) {
-        direct.release(written);
+        release(direct, written, s);
       }
       if (s != null) {
         slots.giveBack(s);
@@ -226,7 +222,7 @@ final class BandPipeline {
     } finally {
       if (!enqueued) {
         if (direct != null) {
-          direct.release(false);
+          release(direct, false, slot);
         }
         slots.giveBack(slot);
       }
@@ -259,9 +255,38 @@ final class BandPipeline {
       return e;
     } finally {
       if (b.direct() != null) {
-        b.direct().release(copied);
+        release(b.direct(), copied, s);
       }
       slots.giveBack(s);
+    }
+  }
+
+  /**
+   * Gives a direct region back. Unless its copy is known to be done, first waits out the slot's
+   * stream: the region's memory may be unlocked and unmapped next, and the device must not be
+   * copying into it then.
+   */
+  private void release(DirectRegion r, boolean copied, Slot s) {
+    if (!copied && s != null) {
+      waitOut(s);
+    }
+    r.release(copied);
+  }
+
+  /**
+   * Waits until the GPU is done with the slot's stream, even on an interrupted thread (which is
+   * interrupted again after); a broken context's error is left to the failure already reported.
+   */
+  private void waitOut(Slot s) {
+    boolean interrupted = Thread.interrupted();
+    try {
+      cuda.call(() -> cuStreamSynchronize(s.stream));
+    } catch (RuntimeException ignored) {
+      // the error that got us here is the one to report
+    } finally {
+      if (interrupted) {
+        Thread.currentThread().interrupt();
+      }
     }
   }
 
