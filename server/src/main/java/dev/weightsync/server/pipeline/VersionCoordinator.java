@@ -72,7 +72,10 @@ public final class VersionCoordinator implements AutoCloseable {
       return version.folder.path();
     }
 
-    /** A new set of staged shards {@code base*.safetensors} for this part, in its version's folder. */
+    /**
+     * A new set of staged shards {@code base*.safetensors} for this part, in its version's
+     * folder.
+     */
     public ShardSet shardSet(String base) throws IOException {
       return version.folder.shardSet(base);
     }

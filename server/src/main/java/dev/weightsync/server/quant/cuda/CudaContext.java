@@ -47,9 +47,9 @@ import jcuda.driver.JCudaDriver;
 /**
  * One GPU's CUDA context and the one thread that owns it: every CUDA call of the quantizer runs
  * there ({@link #call}), as a context is current on one thread, but the page locks of staged
- * files, which take long and run on their callers' threads ({@link #lockPages}). Also the device's name and UUID,
- * the kernels' module (the PTX built for its compute capability), and page-locked host memory
- * handed out to callers, and callers' memory page-locked for the device ({@link #lockPages}).
+ * files, which take long and run on their callers' threads ({@link #lockPages}). Also the
+ * device's name and UUID, the kernels' module (the PTX built for its compute capability),
+ * page-locked host memory handed out to callers, and callers' memory page-locked for the device.
  */
 final class CudaContext implements AutoCloseable {
 
@@ -252,8 +252,8 @@ final class CudaContext implements AutoCloseable {
    * Page-locks {@code region} ({@code cuMemHostRegister}, portable: every context may copy into
    * it) so that asynchronous copies from the device land in it directly; null when the driver
    * refuses (memory it cannot pin) or the context is closed. Runs on the calling thread with the
-   * context made current there, not on the owner thread: pinning takes about 45 ms a GiB, which
-   * would hold up the queueing of every band behind it.
+   * context made current there, not on the owner thread: pinning takes 30–70 ms a GiB of written
+   * pages (H200 machine), which would hold up the queueing of every band behind it.
    */
   PageLocker.Locked lockPages(ByteBuffer region) {
     pageLocks.readLock().lock();
